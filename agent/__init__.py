@@ -1,0 +1,1 @@
+"""Policies, the one prompt format, the episode loop and trajectory collection."""

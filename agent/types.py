@@ -1,0 +1,119 @@
+"""Records that flow between envs, policies, trace files and the evaluation.
+
+These are the contracts of DESIGN.md: a ``Context`` is what a policy knows when it decides,
+a ``Decision`` is what it answers, ``Step`` and ``Episode`` are what a run leaves behind
+(and what one line of a trace file holds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+#: Top-k log-probabilities of one generated token: token text -> log-probability.
+TopK = dict[str, float]
+
+
+@dataclass
+class Context:
+    """What a policy knows when it decides.
+
+    Attributes:
+        env_id: the env being played.
+        instructions: the system text (full or compact variant, chosen by the policy).
+        history: the last K (observation, action) pairs, oldest first.
+        observation: the current observation text.
+        legal_actions: the exact strings the env accepts now.
+        tools: OpenAI-style function schemas for tool-use envs, else None.
+    """
+
+    env_id: str
+    instructions: str
+    history: list[tuple[str, str]]
+    observation: str
+    legal_actions: list[str]
+    tools: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class Decision:
+    """A policy's answer to a context.
+
+    ``action`` is the text sent to the env ("" when the completion could not be parsed;
+    the env then records an invalid action). ``error`` is set when the backend itself
+    failed (for example an API that kept answering 500): the episode is then stopped and
+    recorded as failed, never crashed.
+    """
+
+    rationale: str
+    action: str
+    raw: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    top_logprobs: list[TopK] | None = None
+    error: str | None = None
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything that decides: ``act(context) -> Decision``.
+
+    ``spec`` is the string the policy was loaded from (recorded in traces and reports);
+    ``prompt_variant`` is ``"full"`` or ``"compact"`` and comes from the model's own
+    metadata, so a caller never has to remember which one a model was trained on.
+    """
+
+    spec: str
+    prompt_variant: str
+
+    def act(self, context: Context) -> Decision: ...
+
+
+@dataclass
+class Step:
+    """One step of an episode as stored in a trace file."""
+
+    observation: str
+    legal_actions: list[str]
+    rationale: str
+    action: str
+    raw: str
+    valid: bool
+    reward: float
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    top_logprobs: list[TopK] | None = None
+
+
+@dataclass
+class Episode:
+    """One finished episode: one line of a trace file.
+
+    ``history`` for the prompt of step t is rebuilt from ``steps[:t]`` (observation,
+    action) pairs, so a trace holds everything needed to re-render every prompt.
+    """
+
+    env_id: str
+    seed: int
+    teacher: str
+    prompt_format: str
+    steps: list[Step] = field(default_factory=list)
+    total_return: float = 0.0
+    success: bool = False
+    terminated: bool = False
+    truncated: bool = False
+    error: str | None = None
+    env_options: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["n_steps"] = self.n_steps
+        return d

@@ -1,0 +1,1 @@
+"""Traces to students: trace files, tokenizer, student models, training, GGUF export."""

@@ -1,0 +1,1 @@
+"""Measure and compare policies on the same held-out seeds."""
