@@ -55,6 +55,19 @@ class Decision:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings of an LLM policy; recorded in every episode they produced."""
+
+    temperature: float = 0.0
+    max_tokens: int = 160
+    seed: int = 0
+    #: How many top log-probabilities to keep per generated token (0: none).
+    top_logprobs: int = 0
+    #: Cap on the rationale's length in characters (the grammar enforces it for gguf:).
+    max_rationale_chars: int = 400
+
+
 @runtime_checkable
 class Policy(Protocol):
     """Anything that decides: ``act(context) -> Decision``.
@@ -66,6 +79,11 @@ class Policy(Protocol):
 
     spec: str
     prompt_variant: str
+
+    def reset(self, env: Any) -> None:
+        """Called once per episode, after ``env.reset`` and before the first ``act``
+        (the expert binds to the env here; a llama.cpp policy may keep its KV cache)."""
+        ...
 
     def act(self, context: Context) -> Decision: ...
 
