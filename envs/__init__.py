@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from envs.base import Expert, ExpertStep, TextEnv, normalize_action_text
+from envs.base import Expert, ExpertStep, InvalidAction, TextEnv, normalize_action_text
 from envs.registry import EnvSpec, env_options, list_envs, make, register, seeds, spec, split_of
 
 # Registered ids. Entry points are imported lazily by ``make``.
@@ -48,6 +48,6 @@ for _spec in (
     register(_spec)
 
 __all__ = [
-    "EnvSpec", "Expert", "ExpertStep", "TextEnv", "env_options", "list_envs", "make",
+    "EnvSpec", "Expert", "ExpertStep", "InvalidAction", "TextEnv", "env_options", "list_envs", "make",
     "normalize_action_text", "register", "seeds", "spec", "split_of",
 ]

@@ -37,6 +37,12 @@ _ACTION_PREFIX = re.compile(r"^\s*action\s*:\s*", re.IGNORECASE)
 _QUOTES = "\"'`"
 
 
+class InvalidAction(Exception):
+    """Raised by ``TextEnv._apply`` when a parsed action turns out not to be allowed (a tool
+    that fails on its arguments, say). The world must not have moved; the message (one line)
+    is shown in the observation and the step is recorded as invalid."""
+
+
 @dataclass(frozen=True)
 class ExpertStep:
     """One decision of an env's expert: the action and the reason for it."""
@@ -156,16 +162,18 @@ class TextEnv(gym.Env[str, str]):
             raise TypeError(f"{self.env_id}: action must be str, got {type(action).__name__}")
         self._t += 1
         parsed = self.parse_action(action)
+        reward, terminated, invalid = 0.0, False, True
         if parsed is None:
-            reward, terminated = 0.0, False
             obs = self._render() + "\n" + self.invalid_feedback(action)
-            invalid = True
         else:
-            reward, terminated, feedback = self._apply(parsed)
+            try:
+                reward, terminated, feedback = self._apply(parsed)
+                invalid = False
+            except InvalidAction as e:
+                feedback = str(e)
             obs = self._render()
             if feedback:
                 obs = obs + "\n" + feedback
-            invalid = False
         truncated = not terminated and self._t >= self.max_steps
         self._done = terminated or truncated
         self._last_obs = obs
