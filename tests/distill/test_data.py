@@ -1,0 +1,175 @@
+"""Trace episodes to examples, token ids with loss weights, and batches."""
+
+from __future__ import annotations
+
+import pytest
+
+import envs
+from agent.prompt import END_TOKEN, PROMPT_FORMAT, chat_text, make_context, render_messages
+from agent.types import Episode, Step
+from distill.data import (
+    DataError,
+    build_examples,
+    bucketed_batches,
+    collate,
+    encode,
+    episode_examples,
+    load_episodes,
+    split_episodes,
+)
+from distill.tokenizer import train_tokenizer
+from distill.traces import TraceWriter
+from envs.base import ExpertStep, TextEnv
+
+TOY_ID = "toy-walk"
+
+
+class ToyWalkEnv(TextEnv):
+    """A corridor of ``length`` cells: walk to the goal G. Actions: left, right."""
+
+    actions = ("left", "right")
+    instructions = "You walk along a corridor. Reach the goal G. Actions: left, right."
+    compact_instructions = "Reach G. Actions: left, right."
+    max_steps = 12
+
+    def __init__(self, length: int = 7) -> None:
+        super().__init__()
+        self.length = length
+
+    def _reset(self, seed, options):
+        self.pos = int(self.np_random.integers(self.length))
+        self.goal = int(self.np_random.integers(self.length))
+        while self.goal == self.pos:
+            self.goal = int(self.np_random.integers(self.length))
+
+    def _apply(self, action):
+        self.pos = max(0, min(self.length - 1, self.pos + (1 if action == "right" else -1)))
+        done = self.pos == self.goal
+        return float(done), done, ""
+
+    def _render(self):
+        return "".join("A" if i == self.pos else "G" if i == self.goal else "." for i in range(self.length))
+
+    def _success(self):
+        return self.pos == self.goal
+
+    def expert(self):
+        env = self
+
+        class _Expert:
+            def act(self):
+                side = "right" if env.goal > env.pos else "left"
+                return ExpertStep(side, f"The goal is to my {side}.")
+
+        return _Expert()
+
+
+if TOY_ID not in envs.list_envs():
+    envs.register(envs.EnvSpec(TOY_ID, f"{__name__}:ToyWalkEnv", {}, "test corridor"))
+
+
+def toy_episode(seed: int, *, mistake: bool = False, fmt: str = PROMPT_FORMAT) -> Episode:
+    """An expert episode of the toy env, built directly from ``env.expert()``."""
+    env = envs.make(TOY_ID)
+    obs, info = env.reset(seed=seed)
+    expert, steps, done, ret = env.expert(), [], False, 0.0
+    while not done:
+        e = ExpertStep("jump", "Let me try jumping.") if mistake and not steps else expert.act()
+        nobs, r, term, trunc, ninfo = env.step(e.action)
+        steps.append(Step(observation=obs, legal_actions=info["legal_actions"], rationale=e.rationale,
+                          action=e.action, raw="", valid=not ninfo["invalid_action"], reward=r))
+        obs, info, done, ret = nobs, ninfo, term or trunc, ret + r
+    return Episode(env_id=TOY_ID, seed=seed, teacher="expert", prompt_format=fmt, steps=steps,
+                   total_return=ret, success=bool(info["success"]), terminated=True)
+
+
+def write_traces(path, episodes):
+    with TraceWriter(path) as w:
+        for ep in episodes:
+            w.write(ep)
+    return path
+
+
+def test_examples_use_the_one_prompt_renderer():
+    ep = toy_episode(14)
+    exs = episode_examples(ep, "compact")
+    assert len(exs) == ep.n_steps > 1
+    env = envs.make(TOY_ID)
+    env.reset(seed=14)
+    hist = [(s.observation, s.action) for s in ep.steps[:1]]
+    ctx = make_context(env, ep.steps[1].observation, {"legal_actions": ["left", "right"]}, hist, "compact")
+    assert exs[1].prompt == chat_text(render_messages(ctx, "compact"))
+    assert "Recent actions: " + ep.steps[0].action in exs[1].prompt
+    c = exs[1].completion
+    assert c == f"Thought: {ep.steps[1].rationale}\nAction: {ep.steps[1].action}{END_TOKEN}"
+    assert c[exs[1].action_start:].startswith("Action: ")
+    assert episode_examples(ep, "full")[0].prompt.startswith("<|system|>\nYou walk along")
+
+
+def test_invalid_steps_and_action_only():
+    ep = toy_episode(6, mistake=True)
+    assert not ep.steps[0].valid
+    exs = episode_examples(ep, "full")
+    assert len(exs) == ep.n_steps - 1 and "jump" in exs[0].prompt  # in the history, not a target
+    assert len(episode_examples(ep, "full", skip_invalid=False)) == ep.n_steps
+    only = episode_examples(ep, "compact", action_only=True)
+    assert only[0].completion == f"Thought: \nAction: {ep.steps[1].action}{END_TOKEN}"
+
+
+def test_encode_masks_prompt_and_weights_parts():
+    exs = build_examples([toy_episode(s) for s in (0, 2)], "compact")
+    tok = train_tokenizer([e.prompt + e.completion for e in exs], vocab_size=400)
+    e = exs[0]
+    enc = encode(e, tok, rationale_weight=0.5, action_weight=2.0)
+    assert enc.input_ids == tok.encode(e.prompt, add_special_tokens=False) + tok.encode(
+        e.completion, add_special_tokens=False)
+    assert enc.weights[:enc.n_prompt] == [0.0] * enc.n_prompt
+    assert set(enc.weights[enc.n_prompt:enc.action_pos]) == {0.5}
+    assert set(enc.weights[enc.action_pos:]) == {2.0}
+    assert tok.decode(enc.input_ids[enc.action_pos:]) == f"Action: {e.action}{END_TOKEN}"
+    assert tok.decode(enc.input_ids[enc.n_prompt:enc.action_pos]).startswith("Thought: ")
+    short = encode(e, tok, max_len=enc.n_prompt)  # prompt cut from the left
+    assert len(short) == enc.n_prompt and short.input_ids[-3:] == enc.input_ids[-3:]
+
+
+def test_topk_from_traces_maps_to_ids_or_fails_clearly():
+    exs = build_examples([toy_episode(0)], "compact")
+    tok = train_tokenizer([x.prompt + x.completion for x in exs], vocab_size=400)
+    e = exs[0]
+    c_ids = tok.encode(e.completion, add_special_tokens=False)
+    e.top_logprobs = [{tok.decode([i]): -0.1, tok.decode([7]): -3.0} for i in c_ids[:-1]]
+    enc = encode(e, tok)
+    assert len(enc.topk) == len(c_ids) - 1 and enc.topk[0][c_ids[0]] == pytest.approx(-0.1)
+    batch = collate([enc], tok.pad_token_id, topk=True)
+    assert batch["topk_mask"][0, enc.n_prompt] and not batch["topk_mask"][0, enc.n_prompt - 1]
+    e.top_logprobs = e.top_logprobs[:-3]
+    with pytest.raises(DataError, match="another tokenizer"):
+        encode(e, tok)
+
+
+def test_load_episodes_errors(tmp_path):
+    good = write_traces(tmp_path / "a.jsonl", [toy_episode(0), toy_episode(2)])
+    assert len(load_episodes([good])) == 2
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(DataError, match="no episodes"):
+        load_episodes([tmp_path / "empty.jsonl"])
+    old = write_traces(tmp_path / "old.jsonl", [toy_episode(0, fmt="agentkd-prompt-v0")])
+    with pytest.raises(DataError, match="re-collect"):
+        load_episodes([old])
+    failed = toy_episode(0)
+    failed.success = False
+    bad = write_traces(tmp_path / "failed.jsonl", [failed])
+    with pytest.raises(DataError, match="all 1 episodes failed"):
+        load_episodes([bad], only_success=True)
+
+
+def test_split_and_batches():
+    eps = [toy_episode(s) for s in range(0, 20, 2)]
+    train, val = split_episodes(eps, 0.2, seed=0)
+    assert len(val) == 2 and len(train) == 8 and not {e.seed for e in val} & {e.seed for e in train}
+    assert split_episodes(eps, 0.2, seed=0) == (train, val)
+    lengths = [5, 50, 6, 49, 7, 48, 8, 47]
+    b = bucketed_batches(lengths, 2, seed=1, epoch=0)
+    assert sorted(i for bb in b for i in bb) == list(range(8))
+    assert all(abs(lengths[x] - lengths[y]) <= 2 for x, y in b)  # similar lengths together
+    assert b == bucketed_batches(lengths, 2, seed=1, epoch=0) != bucketed_batches(lengths, 2, seed=1, epoch=1)
