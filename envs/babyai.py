@@ -277,6 +277,7 @@ class BabyAIExpert:
         self._suggestion: int | None = None
         #: How often the plan had to be rebuilt after the bot failed (for diagnostics).
         self.rebuilds = 0
+        self._warned = -1
         self.restart()
 
     def restart(self) -> None:
@@ -308,7 +309,11 @@ class BabyAIExpert:
         try:
             self._suggestion = bot.replan(None)
         except Exception as e:  # noqa: BLE001 - third-party planner; never crash the env
-            logger.warning("%s: BabyAIBot could not plan: %r", self.env.env_id, e)
+            # Once per episode: a state the bot cannot solve (a student toggled the target
+            # box away, say) would otherwise log at every step.
+            level_ = logging.WARNING if self._warned != self.env.episode else logging.DEBUG
+            logger.log(level_, "%s: BabyAIBot could not plan: %r", self.env.env_id, e)
+            self._warned = self.env.episode
             self._suggestion = None
 
     def observe(self, action: int) -> None:
