@@ -45,6 +45,8 @@ import io
 import logging
 from typing import Any
 
+import numpy as np
+
 from minigrid.core.roomgrid import RoomGrid
 from minigrid.envs.babyai import GoToLocal, PickupLoc
 from minigrid.envs.babyai.core.roomgrid_level import RoomGridLevel
@@ -257,6 +259,34 @@ def _remaining(instr: Instr) -> Instr:
     return instr
 
 
+def _fresh_bot(level: RoomGridLevel, seen: np.ndarray | None) -> BabyAIBot:
+    """A BabyAIBot for the level's current state.
+
+    At the start of an episode this is the bot as minigrid builds it. Mid-episode (a first
+    call after someone else acted, or a rebuild after the bot failed) it plans only what
+    is left of the mission, first drops what the agent carries if the plan needs free
+    hands, and remembers the cells ``seen`` so far.
+    """
+    bot = BabyAIBot(level)
+    if seen is not None:
+        bot.vis_mask |= seen
+    if level.step_count == 0:
+        return bot
+    bot.stack = []
+    todo = _remaining(level.instrs)
+    carried = level.carrying
+    if isinstance(todo, PutNextInstr) and any(carried is o for o in todo.desc_move.obj_set):
+        bot.stack += [DropSubgoal(bot), GoNextToSubgoal(bot, todo.desc_fixed, reason="PutNext")]
+        return bot
+    bot._process_instr(todo)
+    if carried is not None and isinstance(todo, (PickupInstr, PutNextInstr, BeforeInstr, AfterInstr)):
+        bot._process_obs()  # a drop spot must be a cell the bot has seen
+        drop_at = bot._find_drop_pos()
+        if drop_at is not None:
+            bot.stack += [DropSubgoal(bot), GoNextToSubgoal(bot, drop_at)]
+    return bot
+
+
 class BabyAIExpert:
     """minigrid's ``BabyAIBot``, kept in step with its env, explaining each action.
 
@@ -288,31 +318,15 @@ class BabyAIExpert:
 
     def _plan(self) -> None:
         """Build a bot for the current state and take its first suggestion."""
-        level = self.env.level
         seen = self._bot.vis_mask if self._bot is not None else None
-        bot = BabyAIBot(level)
-        if level.step_count > 0:  # mid-episode: plan only what is left to do
-            bot.stack = []
-            todo = _remaining(level.instrs)
-            carried = level.carrying
-            if isinstance(todo, PutNextInstr) and any(carried is o for o in todo.desc_move.obj_set):
-                bot.stack += [DropSubgoal(bot), GoNextToSubgoal(bot, todo.desc_fixed, reason="PutNext")]
-            else:
-                bot._process_instr(todo)
-                if carried is not None and isinstance(todo, (PickupInstr, PutNextInstr, BeforeInstr, AfterInstr)):
-                    drop_at = bot._find_drop_pos()
-                    if drop_at is not None:
-                        bot.stack += [DropSubgoal(bot), GoNextToSubgoal(bot, drop_at)]
-        if seen is not None:
-            bot.vis_mask |= seen
-        self._bot = bot
         try:
-            self._suggestion = bot.replan(None)
+            self._bot = _fresh_bot(self.env.level, seen)
+            self._suggestion = self._bot.replan(None)
         except Exception as e:  # noqa: BLE001 - third-party planner; never crash the env
             # Once per episode: a state the bot cannot solve (a student toggled the target
             # box away, say) would otherwise log at every step.
-            level_ = logging.WARNING if self._warned != self.env.episode else logging.DEBUG
-            logger.log(level_, "%s: BabyAIBot could not plan: %r", self.env.env_id, e)
+            level = logging.WARNING if self._warned != self.env.episode else logging.DEBUG
+            logger.log(level, "%s: BabyAIBot could not plan: %r", self.env.env_id, e)
             self._warned = self.env.episode
             self._suggestion = None
 

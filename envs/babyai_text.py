@@ -182,6 +182,8 @@ def _explain_goto(bot: Any, action: str) -> str:
     ahead, right = relative_offset(env, pos)
     name = _the(obj) if obj is not None else "the free cell"
     goal = f"Go to {name}" + (f" to {purpose}" if purpose else "")
+    if ahead == right == 0:  # the bot steps off a cell it must face (a door it stands in)
+        return f"{goal}. I stand on it and must face it, so {action}."
     if _heads_for(action, ahead, right):
         return f"{goal}. It is {relative_words(ahead, right)}, so {action}."
     return f"{goal}. It is {relative_words(ahead, right)}; the way is blocked, so {action}."

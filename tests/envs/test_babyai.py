@@ -254,6 +254,32 @@ def test_expert_recovers_when_someone_else_acted(env_id: str) -> None:
     assert wins / n >= 0.95, f"{env_id}: {wins}/{n} after random interventions"
 
 
+@pytest.mark.parametrize("env_id", BABYAI_IDS)
+def test_expert_asked_first_mid_episode_plans_what_is_left(env_id: str) -> None:
+    """The expert is requested only after someone else took a few steps (it never saw the
+    start): it plans from the current state and still finishes."""
+    others = [a for a in ACTIONS if a != "toggle"]
+    wins, played = 0, 0
+    for seed in envs.seeds(env_id, "test", 20):
+        env, rng = envs.make(env_id), random.Random(seed)
+        env.reset(seed=seed)
+        done = False
+        for _ in range(rng.randint(1, 8)):
+            _, _, terminated, truncated, info = env.step(rng.choice(others))
+            done = terminated or truncated
+            if done:
+                break
+        if done:
+            continue
+        played += 1
+        expert = env.expert()
+        while not done:
+            _, _, terminated, truncated, info = env.step(expert.act().action)
+            done = terminated or truncated
+        wins += info["success"]
+    assert played >= 15 and wins / played >= 0.95, f"{env_id}: {wins}/{played}"
+
+
 def test_observations_are_printable_ascii() -> None:
     env = envs.make("babyai-mixed-open")
     _, observations, rationales = _run_expert(env, 11)
