@@ -1,0 +1,178 @@
+"""FrozenLake as text, with a new random map for every seed and a planning expert.
+
+Description:
+    Gymnasium's FrozenLake-v1 (``FrozenLakeEnv``): cross a frozen lake from the start S in
+    the top-left corner to the goal G in the bottom-right corner without falling into a
+    hole H. Every seed draws a new map (``generate_random_map``, each cell frozen with
+    probability ``p_frozen``, always with a path from S to G), so a student has to read
+    the map rather than remember one. Non-slippery by default; with ``slippery=True`` a
+    move goes the intended way one time in three and otherwise to one side of it.
+
+Observation:
+    The map, one row a line, cells separated by spaces (``S`` start, ``F`` ice, ``H`` hole,
+    ``G`` goal, ``A`` the agent), then the agent's and the goal's (row, col) coordinates
+    (row 0 at the top, col 0 at the left) and what lies next to the agent. Under 200
+    characters for 8x8. After a step, one line of feedback (bumped into the edge, fell
+    into a hole, reached the goal).
+
+Actions:
+    ``left``, ``down``, ``right``, ``up`` (Gymnasium's action ids 0-3). Moving off the map
+    leaves the agent in place. Any other text is an invalid action: the world does not move.
+
+Reward:
+    Gymnasium's: 1 for reaching the goal, else 0.
+
+Termination:
+    Reaching the goal (``success``) or falling into a hole; truncated after ``max_steps``
+    (30 for 4x4, 100 for 8x8 unless given).
+
+Registered ids:
+    ``frozenlake-4x4`` (size=4), ``frozenlake-8x8`` (size=8). Options: ``slippery``,
+    ``p_frozen``, ``max_steps``. Reset option ``map``: a list of row strings of S/F/H/G to
+    play instead of a random map.
+
+Expert:
+    Shortest path on the map (value iteration on the chance of success when slippery),
+    from the current position. It names the goal, a hole that blocks the direct way, the
+    move and the steps left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv, generate_random_map
+
+from envs.toytext import Plan, ToyTextEnv, fmt, grid_rationale, neighbours_line
+
+ACTIONS = ("left", "down", "right", "up")
+DEFAULT_MAX_STEPS = {4: 30, 8: 100}
+_CELL_NAMES = {"S": "start", "F": "ice", "H": "hole", "G": "goal"}
+
+
+class FrozenLakeTextEnv(ToyTextEnv):
+    """FrozenLake-v1 as text (see the module docstring for the spec card).
+
+    Args:
+        size: side of the square map (4 and 8 are registered).
+        slippery: Gymnasium's ``is_slippery``.
+        p_frozen: chance that a cell of a random map is ice rather than a hole.
+        max_steps: step limit (default: 30 for 4x4, 100 for 8x8, 2*size*size otherwise).
+        render_mode: None or "ansi".
+    """
+
+    actions = ACTIONS
+
+    def __init__(self, size: int = 4, slippery: bool = False, p_frozen: float = 0.8,
+                 max_steps: int | None = None, render_mode: str | None = None) -> None:
+        super().__init__(render_mode=render_mode)
+        if not isinstance(size, int) or not 2 <= size <= 16:
+            raise ValueError(f"frozenlake: size must be an int in 2..16, got {size!r}")
+        if not 0.0 < p_frozen <= 1.0:
+            raise ValueError(f"frozenlake: p_frozen must be in (0, 1], got {p_frozen!r}")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"frozenlake: max_steps must be >= 1, got {max_steps!r}")
+        self.size, self.slippery, self.p_frozen = size, bool(slippery), float(p_frozen)
+        self.max_steps = max_steps or DEFAULT_MAX_STEPS.get(size, 2 * size * size)
+        self.env_id = f"frozenlake-{size}x{size}"
+        self.goal = (size - 1, size - 1)
+        self.map: list[str] = []
+        slip = (
+            " The ice is slippery: a move goes the way you chose only one time in three, "
+            "otherwise to one side of it." if self.slippery else ""
+        )
+        self.instructions = (
+            f"You walk on a frozen lake drawn as a {size}x{size} grid, one row per line. Cells: "
+            "S start, F frozen ice (safe), H hole, G goal; A marks where you are. "
+            "Positions are (row,col): row 0 is the top row and col 0 the left column; down "
+            "adds 1 to the row, right adds 1 to the column. Reach G without stepping into a "
+            "hole: falling into a hole ends the episode. Moving off the map leaves you in "
+            f"place.{slip} Actions: left, down, right, up (one cell each). Reward: 1 for "
+            f"reaching the goal, else 0. You have at most {self.max_steps} moves."
+        )
+        self.compact_instructions = (
+            "Frozen lake: walk from A to the goal G, never onto a hole H. (row,col), row 0 at "
+            "the top. Actions: left, down, right, up."
+        )
+
+    # ------------------------------------------------------------------ world
+    def _reset(self, seed: int | None, options: dict[str, Any] | None) -> None:
+        self._reject_options(options, ("map",))
+        if options and "map" in options:
+            desc = _check_map(options["map"])
+        else:
+            desc = generate_random_map(self.size, p=self.p_frozen,
+                                       seed=int(self.np_random.integers(2**31 - 1)))
+        self.map = list(desc)
+        self.goal = next((r, c) for r, row in enumerate(desc) for c, ch in enumerate(row)
+                         if ch == "G")
+        self._new_game(FrozenLakeEnv(desc=self.map, is_slippery=self.slippery))
+        self._seed_game()
+
+    @property
+    def pos(self) -> tuple[int, int]:
+        """The agent's (row, col)."""
+        return divmod(self.state, len(self.map[0]))
+
+    def goal_states(self) -> np.ndarray:
+        return np.array([ch == "G" for row in self.map for ch in row])
+
+    def _success(self) -> bool:
+        r, c = self.pos
+        return self.map[r][c] == "G"
+
+    def _holes(self) -> set[tuple[int, int]]:
+        return {(r, c) for r, row in enumerate(self.map) for c, ch in enumerate(row) if ch == "H"}
+
+    # ------------------------------------------------------------------- text
+    def _render(self) -> str:
+        pos = self.pos
+        rows = []
+        for r, row in enumerate(self.map):
+            rows.append(" ".join("A" if (r, c) == pos else ch for c, ch in enumerate(row)))
+        names = {(r, c): _CELL_NAMES[ch] for r, row in enumerate(self.map)
+                 for c, ch in enumerate(row)}
+        shape = (len(self.map), len(self.map[0]))
+        return "\n".join(rows + [
+            f"You are at {fmt(pos)}. Goal at {fmt(self.goal)}.",
+            neighbours_line(pos, shape, names, ACTIONS, "ice"),
+        ])
+
+    def describe_step(self, action: str, before: int, after: int, reward: float,
+                      terminated: bool) -> str:
+        pos = self.pos
+        cell = self.map[pos[0]][pos[1]]
+        if cell == "G":
+            return "You reached the goal!"
+        if cell == "H":
+            return f"You fell into the hole at {fmt(pos)}."
+        if before == after:
+            return "You did not move (edge of the map)."
+        return ""
+
+    def explain(self, plan: Plan) -> str:
+        pos, action = self.pos, ACTIONS[plan.action]
+        if not plan.reachable:
+            return (f"The goal at {fmt(self.goal)} cannot be reached from {fmt(pos)}; "
+                    f"go {action} to stay off the holes.")
+        if plan.deterministic:
+            assert plan.steps is not None
+            return grid_rationale(pos, self.goal, action, plan.steps, self._holes(), "hole")
+        holes = sorted(h for h in self._holes() if abs(h[0] - pos[0]) + abs(h[1] - pos[1]) == 1)
+        near = f" Hole next to me at {fmt(holes[0])}." if holes else ""
+        return (f"Goal at {fmt(self.goal)}. The ice is slippery.{near} Go {action}: the safest "
+                f"way, about {round(100 * plan.success_prob)}% chance to reach the goal.")
+
+
+def _check_map(desc: Any) -> list[str]:
+    """Validate a ``map`` reset option: equal-length rows of S/F/H/G with one S and one G."""
+    ok = (isinstance(desc, (list, tuple)) and desc and all(isinstance(r, str) for r in desc)
+          and len({len(r) for r in desc}) == 1 and all(set(r) <= set("SFHG") for r in desc))
+    text = "".join(desc) if ok else ""
+    if not ok or text.count("S") != 1 or text.count("G") != 1:
+        raise ValueError(
+            "frozenlake: reset option 'map' must be a list of equal-length strings of S, F, H "
+            f"and G with exactly one S and one G, got {desc!r}"
+        )
+    return list(desc)
