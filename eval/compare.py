@@ -68,6 +68,8 @@ class CompareConfig:
     """CPU threads per worker for local models (default: cores / workers)."""
     prompt_variant: str | None = None
     """Prompt variant for openai: policies (full | compact); others read their metadata."""
+    max_steps: int | None = None
+    """Cap on steps per episode, below the env's own limit (a bounded eval of weak students)."""
     progress: bool = True
     """Show a progress bar."""
 

@@ -43,6 +43,7 @@ class RunOptions:
     api_key: str | None = None
     n_threads: int | None = None
     prompt_variant: str | None = None
+    max_steps: int | None = None
     progress: bool = True
 
     def load_kwargs(self) -> dict[str, Any]:
@@ -89,6 +90,8 @@ class EvalConfig:
     """CPU threads per worker for local models (default: cores / workers)."""
     prompt_variant: str | None = None
     """Prompt variant for openai: policies (full | compact); others read their metadata."""
+    max_steps: int | None = None
+    """Cap on steps per episode, below the env's own limit (a bounded eval of weak students)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -142,37 +145,64 @@ def load_records(path: Path, keys: set[tuple[str, str, int]] | None = None) -> l
 
 
 # ----------------------------------------------------------------- episode running
-def _run_one(policy: Any, spec: str, env_cache: dict[str, Any], env_id: str, seed: int) -> Episode:
+def _run_one(policy: Any, spec: str, env_cache: dict[str, Any], env_id: str, seed: int,
+             max_steps: int | None = None) -> Episode:
     import envs
     from agent.episode import run_episode
 
     env = env_cache.get(env_id)
     if env is None:
         env = env_cache[env_id] = envs.make(env_id)
+        if max_steps:
+            env = env_cache[env_id] = _StepCap(env, max_steps)
     ep = run_episode(env, policy, seed)
     ep.teacher = spec  # records are keyed by the spec the user gave
     ep.timings[PEAK_RSS_KEY] = float(peak_rss_bytes())
     return ep
 
 
+class _StepCap:
+    """A TextEnv whose episodes are truncated after ``cap`` steps.
+
+    The env itself is left as it is (its instructions may state its own step limit, and a
+    student must see the prompts it was trained on); only ``step`` reports truncation.
+    """
+
+    def __init__(self, env: Any, cap: int) -> None:
+        self._env, self._cap = env, cap
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def reset(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+        return self._env.reset(**kwargs)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self._env.step(action)
+        if not (terminated or truncated) and self._env.elapsed_steps >= self._cap:
+            truncated, info = True, {**info, "success": False}
+        return obs, reward, terminated, truncated, info
+
+
 # Worker-process state: the policy is loaded once per worker by the pool's initializer.
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(spec: str, load_kwargs: dict[str, Any]) -> None:
+def _worker_init(spec: str, load_kwargs: dict[str, Any], max_steps: int | None) -> None:
     from agent.policies import load_policy
 
     try:
         _WORKER["policy"] = load_policy(spec, **load_kwargs)
     except Exception as e:  # raised again by the first task, so the caller sees the cause
         _WORKER["error"] = e
-    _WORKER.update(spec=spec, envs={})
+    _WORKER.update(spec=spec, envs={}, max_steps=max_steps)
 
 
 def _worker_task(env_id: str, seed: int) -> dict[str, Any]:
     if "error" in _WORKER:
         raise _WORKER["error"]
-    return _run_one(_WORKER["policy"], _WORKER["spec"], _WORKER["envs"], env_id, seed).to_dict()
+    return _run_one(_WORKER["policy"], _WORKER["spec"], _WORKER["envs"], env_id, seed,
+                    _WORKER["max_steps"]).to_dict()
 
 
 def _progress(enabled: bool) -> Any:
@@ -229,14 +259,14 @@ def _run_spec(spec: str, todo: list[tuple[str, int]], options: RunOptions, recor
 
         policy, cache = load_policy(spec, **kw), {}
         for env_id, seed in todo:
-            record(_run_one(policy, spec, cache, env_id, seed))
+            record(_run_one(policy, spec, cache, env_id, seed, options.max_steps))
         return
     # spawn: a fresh interpreter per worker (safe with torch/llama.cpp threads, and its
     # RSS high-water mark is the policy's own).
     ctx = multiprocessing.get_context("spawn")
     workers = min(options.workers, len(todo))
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(spec, kw)) as pool:
+                             initargs=(spec, kw, options.max_steps)) as pool:
         pending = iter(todo)
         running = {pool.submit(_worker_task, *t) for t in _take(pending, 2 * workers)}
         try:

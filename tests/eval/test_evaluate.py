@@ -97,3 +97,10 @@ def test_cli_prints_the_table_and_the_report_path(tmp_path, capsys):
     text = capsys.readouterr().out
     assert ENV in text and "expert" in text and str(out / "report.md") in text
     assert (out / "report.md").exists() and (out / "chart.png").exists()
+
+
+def test_max_steps_bounds_every_episode(tmp_path):
+    result = evaluate(_cfg(tmp_path, max_steps=2))
+    eps = read_traces(result.records)
+    assert max(e.n_steps for e in eps) == 2
+    assert all(e.truncated for e in eps if e.n_steps == 2 and not e.success)
