@@ -275,3 +275,31 @@ def grid_rationale(pos: Pos, goal: Pos, action: str, steps: int, dangers: set[Po
     left = f"{steps} step{'s' if steps != 1 else ''} left"
     move = f"go {action}" if reason else f"Go {action}"
     return f"Goal at {fmt(goal)}. {reason}{move}; {left}."
+
+
+# ------------------------------------------------------------- expert rollouts
+@dataclass(frozen=True)
+class ExpertRun:
+    """The outcome of one episode played by an env's own expert."""
+
+    success: bool
+    steps: int
+    ret: float
+
+
+def run_expert(env: TextEnv, seed: int, options: dict[str, Any] | None = None) -> ExpertRun:
+    """Play one episode of any ``TextEnv`` with its own expert (benchmarks and tests).
+
+    Args:
+        env: the env; it is reset with ``seed`` and ``options``.
+        seed: the episode's seed.
+        options: reset options.
+    """
+    env.reset(seed=seed, options=options)
+    expert = env.expert()
+    ret, done, info = 0.0, False, {}
+    while not done:
+        _, reward, terminated, truncated, info = env.step(expert.act().action)
+        ret += reward
+        done = terminated or truncated
+    return ExpertRun(bool(info.get("success")), int(info["step"]), ret)
