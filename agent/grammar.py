@@ -1,0 +1,146 @@
+"""GBNF grammars that let a local model emit only a well-formed, legal decision.
+
+    from agent.grammar import grammar_for
+    gbnf = grammar_for(context, max_rationale_chars=400)
+
+The completion format is agent.prompt's: ``Thought: <rationale>\\nAction: <action>``. The
+rationale is free text on one line, capped in length; the action is one of the env's legal
+action strings, or, for a tool-use env (``context.tools`` set), one line of JSON that is a
+call of one of the tools with arguments matching its JSON schema
+(``{"tool": NAME, "args": {...}}``) or a final answer (``{"answer": VALUE}``). llama.cpp
+allows the end-of-turn token only once the grammar is complete, so generation stops right
+after the action.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from agent.types import Context
+
+#: Cap on any JSON string inside a tool call (bounded work for anything a model requests).
+MAX_JSON_STRING = 200
+#: Cap on a free-text action (an env that gives no legal-action list and no tools).
+MAX_FREE_ACTION = 200
+
+# A rationale character: anything but a line break. "<|" is excluded so that the text of a
+# chat control token (whose piece is "<|user|>" etc.) cannot be sampled inside a thought.
+_THOUGHT_CHAR = 'thought-char ::= [^\\x00-\\x1F\\x7F<] | "<" [^|\\x00-\\x1F\\x7F<]'
+
+
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
+
+
+def grammar_for(context: Context, max_rationale_chars: int, *, action_only: bool = False) -> str:
+    """The GBNF grammar of one decision in ``context``.
+
+    Args:
+        context: the decision's context (its ``legal_actions`` and ``tools``).
+        max_rationale_chars: cap on the rationale's length (in printable characters; a
+            ``<`` and the character after it count as one).
+        action_only: the grammar of the action alone (what follows ``Action: ``), used to
+            finish a completion whose token budget ran out inside the rationale.
+
+    Returns:
+        GBNF text whose root rule is the whole completion (or the action).
+    """
+    if max_rationale_chars < 0:
+        raise ValueError(f"max_rationale_chars: expected >= 0, got {max_rationale_chars}")
+    if context.tools:
+        action_rules = tool_action_rules(context.tools, context.legal_actions)
+    elif context.legal_actions:
+        alts = " | ".join(gbnf_literal(a) for a in dict.fromkeys(context.legal_actions))
+        action_rules = f"action ::= {alts}"
+    else:
+        action_rules = f"action ::= [^\\n\\r]{{1,{MAX_FREE_ACTION}}}"
+    if action_only:
+        return "root ::= action\n" + action_rules + "\n"
+    thought = f"thought-char{{0,{max_rationale_chars}}}" if max_rationale_chars else '""'
+    return "\n".join([
+        f'root ::= "Thought: " thought "\\nAction: " action',
+        f"thought ::= {thought}",
+        _THOUGHT_CHAR,
+        action_rules,
+    ]) + "\n"
+
+
+def action_schema(tools: list[dict[str, Any]], legal_actions: list[str] | None = None) -> dict[str, Any]:
+    """A JSON schema of one tool-env action: a call of one of ``tools`` or a final answer.
+
+    Args:
+        tools: OpenAI function-tool dicts (``{"type": "function", "function": {...}}``).
+        legal_actions: when given and non-empty, only tools named in it are offered, and
+            the answer only if ``"answer"`` is in it.
+    """
+    legal = set(legal_actions or [])
+    alternatives: list[dict[str, Any]] = []
+    defs: dict[str, Any] = {}
+    for tool in tools:
+        fn = tool.get("function", tool)
+        name = fn.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"tool schema: expected a function with a name, got {tool!r}")
+        if legal and name not in legal:
+            continue
+        params = _bounded(copy.deepcopy(fn.get("parameters") or {"type": "object", "properties": {}}))
+        defs.update(params.pop("$defs", {}))
+        alternatives.append({
+            "type": "object",
+            "properties": {"tool": {"const": name}, "args": params},
+            "required": ["tool", "args"],
+            "additionalProperties": False,
+        })
+    if not legal or "answer" in legal:
+        alternatives.append({
+            "type": "object",
+            "properties": {"answer": {"anyOf": [
+                {"type": "number"}, {"type": "string", "maxLength": MAX_JSON_STRING},
+            ]}},
+            "required": ["answer"],
+            "additionalProperties": False,
+        })
+    if not alternatives:
+        raise ValueError(
+            f"tool action schema: no tool of {[t.get('function', t).get('name') for t in tools]} "
+            f"is among the legal actions {sorted(legal)}"
+        )
+    schema: dict[str, Any] = {"oneOf": alternatives}
+    if defs:
+        schema["$defs"] = _bounded(defs)
+    return schema
+
+
+def tool_action_rules(tools: list[dict[str, Any]], legal_actions: list[str] | None = None) -> str:
+    """GBNF rules (root renamed ``action``) for one line of tool-call / answer JSON."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    gbnf = json_schema_to_gbnf(json.dumps(action_schema(tools, legal_actions)),
+                               prop_order=["tool", "args", "answer"])
+    lines = []
+    for line in gbnf.splitlines():
+        if line.startswith("root ::="):
+            line = "action ::=" + line[len("root ::="):]
+        elif line.startswith("char ::="):
+            # JSON strings stay on the action's line: no raw control characters.
+            line = line.replace('[^"\\\\]', '[^"\\\\\\x00-\\x1F\\x7F]')
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _bounded(schema: Any) -> Any:
+    """Close objects (no undeclared keys) and cap string lengths, recursively."""
+    if isinstance(schema, dict):
+        out = {k: _bounded(v) for k, v in schema.items()}
+        if out.get("type") == "object" and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        if out.get("type") == "string" and "maxLength" not in out and "enum" not in out:
+            out["maxLength"] = MAX_JSON_STRING
+        return out
+    if isinstance(schema, list):
+        return [_bounded(v) for v in schema]
+    return schema

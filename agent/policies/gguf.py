@@ -1,0 +1,246 @@
+"""The ``gguf:PATH`` policy: a local GGUF model run by llama.cpp (llama-cpp-python).
+
+    from agent.policies.gguf import GGUFPolicy
+    policy = GGUFPolicy("runs/gguf/student-q8_0.gguf", on_token=lambda t: print(t, end=""))
+
+* The file's header is checked with ``gguf.GGUFReader`` before llama.cpp opens it: a file
+  that is not GGUF or is truncated gives one clear error line (``GGUFFileError``).
+* The prompt is agent.prompt's: ``chat_text`` for agentkd students (GGUF key
+  ``agentkd.prompt_variant`` gives the variant), the GGUF's own chat template (jinja2) with
+  the ``full`` variant for any other model.
+* A GBNF grammar (agent.grammar) lets the model emit only ``Thought: <capped one-line
+  rationale>`` then ``Action: <a legal action>``; grammars are cached by their legal-action
+  set / tool schemas. When the token budget runs out inside the rationale, the action is
+  completed under the action-only grammar, so every action emitted is legal.
+* Consecutive decisions reuse llama.cpp's KV cache for their shared prompt prefix
+  (``Llama.generate`` keeps its evaluated tokens and decodes only the new suffix);
+  ``last_reused_tokens`` says how many prompt tokens the last decision did not re-evaluate.
+* Tokens are streamed to ``on_token``; top-k log-probabilities of the raw model (before
+  grammar and temperature) are recorded when ``sampling.top_logprobs > 0``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.grammar import grammar_for
+from agent.prompt import chat_text, parse_completion, render_messages
+from agent.types import Context, Decision, Sampling, TopK
+from distill.gguf_writer import GGUFFileError, read_gguf_info
+
+log = logging.getLogger(__name__)
+
+#: Token budget for finishing an action after the rationale used up ``max_tokens``.
+ACTION_TOKENS = 256
+_ACTION_SEP = "\nAction: "
+
+
+class GGUFPolicy:
+    """A policy backed by a GGUF model (see the module docstring).
+
+    Args:
+        path: the .gguf file.
+        sampling: temperature, max tokens, seed, top log-probs, rationale cap.
+        n_threads: llama.cpp threads (None: its default).
+        n_ctx: context window in tokens.
+        use_grammar: constrain completions with the GBNF grammar of each context.
+        reuse_prefix: keep the KV cache between decisions (off: re-evaluate every prompt).
+        spec: the spec string to record (default ``gguf:PATH``).
+        on_token: called with each piece of generated text as it is produced.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sampling: Sampling | None = None,
+        n_threads: int | None = None,
+        n_ctx: int = 2048,
+        use_grammar: bool = True,
+        reuse_prefix: bool = True,
+        spec: str | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> None:
+        import llama_cpp
+
+        self.info = read_gguf_info(path)
+        self.path = self.info.path
+        self.sampling = sampling or Sampling()
+        self.spec = spec or f"gguf:{path}"
+        self.prompt_variant = self.info.prompt_variant or "full"
+        self.use_grammar = use_grammar
+        self.reuse_prefix = reuse_prefix
+        self.on_token = on_token
+        self.last_reused_tokens = 0
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads,
+                seed=self.sampling.seed, verbose=False,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise GGUFFileError(f"{self.path}: llama.cpp could not load it ({e})") from None
+        self._vocab = self.llm._model.vocab
+        self._grammars: dict[tuple[Any, ...], Any] = {}
+        self._formatter = None if self.info.is_agentkd else self._chat_formatter()
+
+    # ------------------------------------------------------------------ prompt
+    def _chat_formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.info.chat_template
+        if not template:
+            return None
+        def piece(tok: int) -> str:
+            return self.llm.detokenize([tok], special=True).decode("utf-8", "replace") if tok >= 0 else ""
+        return Jinja2ChatFormatter(template=template, eos_token=piece(self.llm.token_eos()),
+                                   bos_token=piece(self.llm.token_bos()))
+
+    def prompt_text(self, context: Context) -> str:
+        """The exact text fed to the model for ``context``."""
+        messages = render_messages(context, self.prompt_variant)
+        if self._formatter is None:
+            return chat_text(messages)
+        return self._formatter(messages=messages).prompt
+
+    def _grammar(self, context: Context, action_only: bool) -> Any:
+        import llama_cpp
+
+        tools = json.dumps(context.tools, sort_keys=True) if context.tools else None
+        key = (tuple(context.legal_actions), tools, self.sampling.max_rationale_chars, action_only)
+        if key not in self._grammars:
+            gbnf = grammar_for(context, self.sampling.max_rationale_chars, action_only=action_only)
+            self._grammars[key] = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
+        return self._grammars[key]
+
+    # ------------------------------------------------------------------ policy
+    def reset(self, env: Any) -> None:
+        """Start an episode; the KV cache is kept (its prefix is reused) unless told not to."""
+        if not self.reuse_prefix:
+            self.llm.reset()
+
+    def act(self, context: Context) -> Decision:
+        t0 = time.perf_counter()
+        prompt = self.prompt_text(context)
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=self._add_bos(prompt), special=True)
+        budget = self.sampling.max_tokens
+        if len(tokens) + budget + (ACTION_TOKENS if self.use_grammar else 0) > self.llm.n_ctx():
+            return Decision(rationale="", action="", prompt_tokens=len(tokens),
+                            latency_s=time.perf_counter() - t0,
+                            error=f"prompt of {len(tokens)} tokens + {budget} to generate does not "
+                                  f"fit n_ctx={self.llm.n_ctx()} of {self.path.name}")
+        if not self.reuse_prefix:
+            self.llm.reset()
+        self.last_reused_tokens = _common_prefix(self.llm._input_ids[: self.llm.n_tokens], tokens)
+        grammar = self._grammar(context, False) if self.use_grammar else None
+        text, n_gen, tops, done = self._generate(tokens, budget, grammar)
+        if self.use_grammar and not done:
+            # The budget ran out before the grammar was complete: keep the rationale and
+            # finish with a legal action (bounded by ACTION_TOKENS).
+            thought = text.split(_ACTION_SEP, 1)[0]
+            if self.on_token is not None and not text.startswith(thought + _ACTION_SEP):
+                self.on_token(_ACTION_SEP)
+            text = thought + _ACTION_SEP
+            more = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            tail, n2, tops2, _ = self._generate(tokens + more, ACTION_TOKENS,
+                                                self._grammar(context, True))
+            text, n_gen, tops = text + tail, n_gen + n2, tops + tops2
+        rationale, action = parse_completion(text)
+        return Decision(
+            rationale=rationale,
+            action=action or "",
+            raw=text,
+            prompt_tokens=len(tokens),
+            completion_tokens=n_gen,
+            latency_s=time.perf_counter() - t0,
+            top_logprobs=tops if self.sampling.top_logprobs > 0 else None,
+        )
+
+    def complete(self, prompt: str, max_tokens: int | None = None) -> str:
+        """Greedy/sampled completion of raw ``prompt`` text without a grammar, ending at the
+        end-of-turn token or after the ``Action:`` line (the export's agreement check)."""
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=self._add_bos(prompt), special=True)
+        return self._generate(tokens, max_tokens or self.sampling.max_tokens, None)[0]
+
+    def _add_bos(self, prompt: str) -> bool:
+        if self._formatter is None:
+            return False  # agentkd students never take a BOS
+        bos = self._formatter.bos_token
+        return not (bos and prompt.startswith(bos))
+
+    def _generate(self, tokens: list[int], max_tokens: int, grammar: Any) -> tuple[str, int, list[TopK], bool]:
+        """Sample up to ``max_tokens``; returns (text, n generated, top-k, ended at EOG)."""
+        import llama_cpp
+
+        s = self.sampling
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces: list[str] = []
+        tops: list[TopK] = []
+        n, done = 0, False
+        gen = self.llm.generate(tokens, temp=s.temperature, top_k=0, top_p=1.0, min_p=0.0,
+                                repeat_penalty=1.0, grammar=grammar)
+        for tok in gen:
+            if llama_cpp.llama_vocab_is_eog(self._vocab, tok):
+                done = True
+                break
+            n += 1
+            if s.top_logprobs > 0:
+                tops.append(self._top_logprobs(s.top_logprobs))
+            piece = decoder.decode(self.llm.detokenize([tok], special=True))
+            pieces.append(piece)
+            if piece and self.on_token is not None:
+                self.on_token(piece)
+            if n >= max_tokens:
+                break
+            if grammar is None and _finished_action_line("".join(pieces)):
+                done = True
+                break
+        gen.close()
+        text = "".join(pieces) + decoder.decode(b"", final=True)
+        if grammar is None and _finished_action_line(text):
+            text = text[: text.index("\n", text.index(_ACTION_SEP) + len(_ACTION_SEP))]
+        return text, n, tops, done
+
+    def _top_logprobs(self, k: int) -> TopK:
+        """Top-k log-probabilities of the raw next-token distribution just sampled from."""
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.llm.n_vocab(),))
+        logits = logits.astype(np.float64)
+        lse = float(np.log(np.exp(logits - logits.max()).sum()) + logits.max())
+        top = np.argpartition(-logits, min(k, len(logits) - 1))[:k]
+        top = top[np.argsort(-logits[top])]
+        return {self.llm.detokenize([int(i)], special=True).decode("utf-8", "replace"):
+                float(logits[i] - lse) for i in top}
+
+    def close(self) -> None:
+        """Free llama.cpp's model and context now (also done when garbage-collected)."""
+        self.llm.close()
+
+
+def _common_prefix(a: Any, b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _finished_action_line(text: str) -> bool:
+    i = text.find(_ACTION_SEP)
+    return i >= 0 and "\n" in text[i + len(_ACTION_SEP):]
+
+
+def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Header facts of a GGUF (for ``agentkd run`` and reports): variant, format, size."""
+    info = read_gguf_info(path)
+    return {"path": str(info.path), "prompt_variant": info.prompt_variant or "full",
+            "prompt_format": info.prompt_format, "file_type": info.file_type,
+            "size_bytes": Path(info.path).stat().st_size, "provenance": info.provenance}
