@@ -1,0 +1,248 @@
+"""``agentkd demo``: the whole pipeline on offline defaults, in one command.
+
+    agentkd demo --out runs/demo            # expert teacher, micro student (~20 min, 2 cores)
+    agentkd demo --quick --out runs/quick   # tiny budgets (< 3 min), what the tests run
+    agentkd demo --teacher openai:my-model --base-url http://127.0.0.1:8000/v1
+
+Stages, each in its own process (so its wall time and peak memory are its own) and each
+skipped when a previous run finished it (``OUT/stages.json``), so a killed demo resumes:
+
+1. collect: the teacher plays the train seeds of the default envs -> ``OUT/traces.jsonl``;
+2. train: a student (``micro``) learns from the traces -> ``OUT/student``;
+3. export: GGUF, quantized to Q8_0 and Q4_K_M, verified -> ``OUT/export``;
+4. compare: teacher vs HF student vs both GGUFs on the same held-out seeds ->
+   ``OUT/report`` (report.md, report.json with the stages' timings, chart.png).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import multiprocessing
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.traces import write_json_atomic
+from eval.metrics import peak_rss_bytes
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENVS = "frozenlake-4x4,taxi,babyai-goto-local,tools-chain"
+STAGES = ("collect", "train", "export", "compare")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Collect, train, export, quantize and compare, on offline defaults."""
+
+    out: Path = Path("runs/demo")
+    """Output directory (traces, student, export, report); re-run to resume."""
+    quick: bool = False
+    """Tiny budgets (a few episodes, a short training run): the whole demo in minutes."""
+    teacher: str = "expert"
+    """Teacher policy spec: expert | openai:MODEL | gguf:PATH | hf:PATH."""
+    env: str = DEFAULT_ENVS
+    """Env ids, separated by commas."""
+    student: str = "micro"
+    """Student size preset (nano, micro, small) or a local checkpoint directory."""
+    quant: str = "q8_0,q4_k_m"
+    """Quantization types of the exported student, separated by commas."""
+    train_episodes: int | None = None
+    """Teacher episodes per env for training (default: 300, quick: 12)."""
+    eval_episodes: int | None = None
+    """Held-out episodes per env and policy (default: 50, quick: 3)."""
+    steps: int | None = None
+    """Training steps (default: 3000, quick: 120)."""
+    max_steps: int | None = None
+    """Cap on steps per evaluated episode (default: the env's limit, quick: 30)."""
+    workers: int = 1
+    """Worker processes per policy in the compare stage."""
+    base_url: str | None = None
+    """Base URL of an OpenAI-compatible endpoint for an openai: teacher."""
+    api_key: str | None = None
+    """API key for an openai: teacher (else OPENAI_API_KEY)."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def budget(self) -> dict[str, Any]:
+        """The effective budgets (explicit values win over the quick/full defaults)."""
+        quick = {"train_episodes": 12, "eval_episodes": 3, "steps": 120, "max_steps": 30,
+                 "max_tokens": 96, "agreement_states": 40, "export_states": 8}
+        full = {"train_episodes": 300, "eval_episodes": 50, "steps": 3000, "max_steps": None,
+                "max_tokens": 160, "agreement_states": 200, "export_states": 24}
+        b = dict(quick if self.quick else full)
+        for k in ("train_episodes", "eval_episodes", "steps", "max_steps"):
+            if getattr(self, k) is not None:
+                b[k] = getattr(self, k)
+        return b
+
+
+@dataclass
+class DemoResult:
+    """What ``demo`` produced."""
+
+    report: dict[str, Any]
+    report_dir: Path
+    stages: list[dict[str, Any]]
+
+
+def _config(cls: type, required: dict[str, Any], optional: dict[str, Any]) -> Any:
+    """Build another command's config: ``required`` fields must exist (a clear error names
+    what is missing), ``optional`` ones are passed only where the config has them."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing = sorted(set(required) - names)
+    if missing:
+        raise TypeError(f"{cls.__module__}.{cls.__name__}: expected field(s) "
+                        f"{', '.join(missing)}, found {', '.join(sorted(names))}")
+    return cls(**required, **{k: v for k, v in optional.items() if k in names and v is not None})
+
+
+# --------------------------------------------------------------------------- stages
+def _collect(cfg: DemoConfig, b: dict[str, Any]) -> str:
+    from agent.collect import CollectConfig, collect
+
+    out = cfg.out / "traces.jsonl"
+    collect(_config(CollectConfig,
+                    {"teacher": cfg.teacher, "env": cfg.env, "episodes": b["train_episodes"],
+                     "out": str(out)},
+                    {"split": "train", "base_url": cfg.base_url, "api_key": cfg.api_key,
+                     "progress": cfg.progress}))
+    return str(out)
+
+
+def _train(cfg: DemoConfig, b: dict[str, Any]) -> str:
+    from distill.train_config import TrainConfig
+    from distill.train import train
+
+    best = train(_config(TrainConfig,
+                         {"traces": str(cfg.out / "traces.jsonl"), "student": cfg.student,
+                          "out": str(cfg.out / "student"), "steps": b["steps"]},
+                         {"progress": cfg.progress}))
+    return str(best)
+
+
+def _export(cfg: DemoConfig, b: dict[str, Any], student: str) -> dict[str, str]:
+    from distill.export import ExportConfig, export
+
+    out = cfg.out / "export"
+    result = export(_config(
+        ExportConfig, {"student": student, "quant": cfg.quant, "out": str(out)},
+        {"n_states": b["export_states"], "max_new_tokens": b["max_tokens"]}))
+    return {f.qtype: f.path for f in result.files if f.qtype in _quants(cfg.quant)}
+
+
+def _quants(text: str) -> list[str]:
+    return [q.strip().lower() for q in text.split(",") if q.strip()]
+
+
+def _compare(cfg: DemoConfig, b: dict[str, Any], student: str, ggufs: dict[str, str]) -> str:
+    from eval.compare import CompareConfig, compare
+
+    policies = (cfg.teacher, f"hf:{student}", *(f"gguf:{p}" for p in ggufs.values()))
+    result = compare(CompareConfig(
+        policy=policies, env=cfg.env, episodes=b["eval_episodes"], out=cfg.out / "report",
+        teacher=cfg.teacher, agreement_states=b["agreement_states"], workers=cfg.workers,
+        max_tokens=b["max_tokens"], max_steps=b["max_steps"], base_url=cfg.base_url,
+        api_key=cfg.api_key, progress=cfg.progress))
+    return str(result.paths.json)
+
+
+def _stage_entry(fn: Callable[..., Any], args: tuple[Any, ...], conn: Any) -> None:
+    """Run one stage in this (spawned) process and send back (ok, result, peak RSS)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result, ok = fn(*args), True
+    except BaseException as e:  # reported by the parent with the stage's name
+        result, ok = f"{type(e).__name__}: {e}", False
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    conn.send((ok, result, max(peak_rss_bytes(), children)))
+    conn.close()
+
+
+def _run_stage(name: str, fn: Callable[..., Any], *args: Any) -> tuple[Any, float, int]:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    t0 = time.perf_counter()
+    proc = ctx.Process(target=_stage_entry, args=(fn, args, child), name=f"demo-{name}")
+    proc.start()
+    child.close()
+    try:
+        ok, result, peak = parent.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"demo stage {name!r}: its process died (exit code "
+                           f"{proc.exitcode}); re-run the same command to resume") from None
+    except KeyboardInterrupt:
+        proc.terminate()
+        raise
+    proc.join()
+    if not ok:
+        raise RuntimeError(f"demo stage {name!r} failed: {result}")
+    return result, time.perf_counter() - t0, peak
+
+
+def demo(cfg: DemoConfig) -> DemoResult:
+    """Run (or resume) the pipeline and write the report with per-stage timings."""
+    from eval.evaluate import parse_env_list
+    from eval.report import write_report
+
+    parse_env_list(cfg.env)  # fail before any work on a typo
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, out=out)
+    b = cfg.budget()
+    config = {**dataclasses.asdict(cfg), "api_key": None, "budget": b}
+    state_path = out / "stages.json"
+    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}
+    if state.get("config", {}).get("budget") not in (None, b):
+        log.warning("%s: budgets differ from the run that wrote it; finished stages are kept",
+                    state_path)
+    state["config"] = config
+    stages = state.setdefault("stages", {})
+
+    def stage(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        done = stages.get(name)
+        if done and done.get("status") == "done":
+            log.info("demo: stage %s already done (%s), skipping", name, done["result"])
+            return done["result"]
+        log.info("demo: stage %s", name)
+        result, wall, peak = _run_stage(name, fn, cfg, b, *args)
+        stages[name] = {"stage": name, "status": "done", "wall_s": wall,
+                        "peak_rss_bytes": peak, "result": result}
+        write_json_atomic(state_path, state)
+        return result
+
+    stage("collect", _collect)
+    student = stage("train", _train)
+    ggufs = stage("export", _export, student)
+    report_json = Path(stage("compare", _compare, student, ggufs))
+    report = json.loads(report_json.read_text(encoding="utf-8"))
+    report["stages"] = [stages[n] for n in STAGES]
+    report["total_wall_s"] = sum(s["wall_s"] for s in report["stages"])
+    report["demo_config"] = config
+    write_report(report, report_json.parent)
+    return DemoResult(report=report, report_dir=report_json.parent, stages=report["stages"])
+
+
+def cli(argv: list[str]) -> int:
+    import tyro
+    from rich.console import Console
+
+    from eval.metrics import human_bytes
+    from eval.report import rich_table
+
+    cfg = tyro.cli(DemoConfig, args=argv, prog="agentkd demo")
+    result = demo(cfg)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(rich_table(result.report))
+    for s in result.stages:
+        console.print(f"  {s['stage']:<8} {s['wall_s']:7.1f} s   peak {human_bytes(s['peak_rss_bytes'])}")
+    console.print(f"total {result.report['total_wall_s']:.1f} s; report: "
+                  f"{result.report_dir / 'report.md'}")
+    return 0

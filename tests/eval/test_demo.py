@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from distill.traces import read_traces
+from eval.demo import DEFAULT_ENVS, STAGES, DemoConfig, _config, demo
+
+
+def test_quick_budgets_and_explicit_overrides():
+    b = DemoConfig(quick=True).budget()
+    assert b["eval_episodes"] < DemoConfig().budget()["eval_episodes"]
+    assert DemoConfig(quick=True, steps=7, max_steps=5).budget()["steps"] == 7
+    assert DemoConfig().budget()["max_steps"] is None
+    assert DEFAULT_ENVS.split(",") == ["frozenlake-4x4", "taxi", "babyai-goto-local",
+                                       "tools-chain"]
+
+
+def test_configs_of_other_stages_are_checked_by_name():
+    @dataclass(frozen=True)
+    class Cfg:
+        a: int = 0
+        b: int = 0
+
+    assert _config(Cfg, {"a": 1}, {"b": 2, "c": 3, "d": None}) == Cfg(1, 2)
+    with pytest.raises(TypeError, match="expected field.*z.*found a, b"):
+        _config(Cfg, {"z": 1}, {})
+
+
+def test_a_typo_in_the_env_list_fails_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="frozenlake-4x5"):
+        demo(DemoConfig(quick=True, env="frozenlake-4x5", out=tmp_path / "d"))
+    assert not (tmp_path / "d" / "stages.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_demo_quick_end_to_end_then_resume(tmp_path):
+    out = tmp_path / "demo"
+    result = demo(DemoConfig(quick=True, out=out, progress=False))
+    report = json.loads((result.report_dir / "report.json").read_text())
+    envs = DEFAULT_ENVS.split(",")
+    assert report["envs"] == envs and report["teacher"] == "expert"
+    kinds = [p.split(":")[0] for p in report["policies"]]
+    assert kinds == ["expert", "hf", "gguf", "gguf"]
+    assert report["policies"][2].endswith("q8_0.gguf")
+    assert report["policies"][3].endswith("q4_k_m.gguf")
+    assert report["paired_seeds"] is True
+    assert [s["stage"] for s in report["stages"]] == list(STAGES)
+    assert all(s["wall_s"] > 0 and s["peak_rss_bytes"] > 0 for s in report["stages"])
+    # every success rate is the one of the per-episode records
+    eps = read_traces(result.report_dir / report["records"])
+    for row in report["rows"]:
+        mine = [e for e in eps if e.teacher == row["policy"] and e.env_id == row["env_id"]]
+        assert row["episodes"] == len(mine) == DemoConfig(quick=True).budget()["eval_episodes"]
+        assert row["successes"] == sum(e.success for e in mine)
+    assert len(report["students"]) == 3 * len(envs)
+    assert all(s["agreement_states"] > 0 for s in report["students"])
+    for name in ("report.md", "chart.png"):
+        assert (result.report_dir / name).stat().st_size > 0
+    assert "## Pipeline stages" in (result.report_dir / "report.md").read_text()
+
+    # a second run finds every stage done and only rewrites the report
+    n_records = len(eps)
+    again = demo(DemoConfig(quick=True, out=out, progress=False))
+    assert [s["wall_s"] for s in again.stages] == [s["wall_s"] for s in report["stages"]]
+    assert len(read_traces(result.report_dir / report["records"])) == n_records
