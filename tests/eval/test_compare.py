@@ -132,3 +132,18 @@ def test_cli_takes_repeated_policies(tmp_path, capsys):
     assert rc == 0
     assert json.loads((out / "report.json").read_text())["policies"] == ["expert"]
     assert str(out / "report.md") in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_gguf_student_in_worker_processes(tmp_path, tiny_gguf):
+    """A real llama.cpp policy, loaded once per spawned worker, on the teacher's seeds."""
+    spec = f"gguf:{tiny_gguf}"
+    result = compare(CompareConfig(policy=("expert", spec), env="frozenlake-4x4", episodes=2,
+                                   out=tmp_path / "g", workers=2, max_steps=8, max_tokens=48,
+                                   agreement_states=6, progress=False))
+    rows = {r["policy"]: r for r in result.report["rows"]}
+    assert rows[spec]["seeds"] == rows["expert"]["seeds"] == [1, 3]
+    assert rows[spec]["model_size_bytes"] == tiny_gguf.stat().st_size
+    assert rows[spec]["completion_tokens"] > 0 and rows[spec]["tokens_per_s"] > 0
+    assert rows[spec]["peak_rss_bytes"] > 0
+    assert result.agreement[(spec, "frozenlake-4x4")][1] == 6
