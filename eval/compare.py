@@ -37,7 +37,7 @@ AGREEMENT_FILE = "agreement.json"
 
 
 @dataclass(frozen=True)
-class CompareConfig:
+class CompareConfig(RunOptions):
     """Compare policies on the same test seeds and write report.md/json + chart.png."""
 
     policy: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
@@ -54,28 +54,6 @@ class CompareConfig:
     """Teacher states replayed per (student, env) for action agreement (0: skip)."""
     seed_start: int = 0
     """Index of the first test seed."""
-    workers: int = 1
-    """Worker processes per policy, each loading the policy once (0: run in this process)."""
-    temperature: float = 0.0
-    """Sampling temperature of LLM policies (0: greedy)."""
-    max_tokens: int = 160
-    """Cap on generated tokens per decision."""
-    base_url: str | None = None
-    """Base URL of an OpenAI-compatible endpoint (openai: policies; else OPENAI_BASE_URL)."""
-    api_key: str | None = None
-    """API key for openai: policies (else OPENAI_API_KEY)."""
-    n_threads: int | None = None
-    """CPU threads per worker for local models (default: cores / workers)."""
-    prompt_variant: str | None = None
-    """Prompt variant for openai: policies (full | compact); others read their metadata."""
-    max_steps: int | None = None
-    """Cap on steps per episode, below the env's own limit (a bounded eval of weak students)."""
-    progress: bool = True
-    """Show a progress bar."""
-
-    def run_options(self) -> RunOptions:
-        names = {f.name for f in dataclasses.fields(RunOptions)}
-        return RunOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
 
 
 @dataclass

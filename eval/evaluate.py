@@ -34,48 +34,9 @@ RECORDS = "episodes.jsonl"
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How policies are loaded and run (shared by eval, compare and demo)."""
+    """How policies are loaded and run: the options eval, compare and demo share (the
+    commands' configs extend it, so the flags and their help are defined once)."""
 
-    workers: int = 1
-    temperature: float = 0.0
-    max_tokens: int = 160
-    base_url: str | None = None
-    api_key: str | None = None
-    n_threads: int | None = None
-    prompt_variant: str | None = None
-    max_steps: int | None = None
-    progress: bool = True
-
-    def load_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``agent.policies.load_policy`` for these options."""
-        threads = self.n_threads
-        if threads is None and self.workers > 1:  # share the cores, do not oversubscribe
-            threads = max(1, cpu_count() // self.workers)
-        kw: dict[str, Any] = {
-            "sampling": Sampling(temperature=self.temperature, max_tokens=self.max_tokens),
-            "base_url": self.base_url,
-            "api_key": self.api_key,
-            "n_threads": threads,
-        }
-        if self.prompt_variant is not None:
-            kw["prompt_variant"] = self.prompt_variant
-        return kw
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Evaluate one policy on the test seeds of one or more envs."""
-
-    policy: str = "expert"
-    """Policy spec: expert | openai:MODEL | gguf:PATH | hf:PATH."""
-    env: str = "frozenlake-4x4"
-    """Env id, or several separated by commas."""
-    episodes: int = 20
-    """Episodes per env (the first N test seeds of each env)."""
-    out: Path = Path("runs/eval")
-    """Output directory: episodes.jsonl, report.json, report.md, chart.png."""
-    seed_start: int = 0
-    """Index of the first test seed (to evaluate further seeds without repeating)."""
     workers: int = 1
     """Worker processes per policy, each loading the policy once (0: run in this process)."""
     temperature: float = 0.0
@@ -96,8 +57,39 @@ class EvalConfig:
     """Show a progress bar."""
 
     def run_options(self) -> RunOptions:
-        names = {f.name for f in dataclasses.fields(RunOptions)}
-        return RunOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+        """Just the run options of a command's config."""
+        return RunOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RunOptions)})
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``agent.policies.load_policy`` for these options."""
+        threads = self.n_threads
+        if threads is None and self.workers > 1:  # share the cores, do not oversubscribe
+            threads = max(1, cpu_count() // self.workers)
+        kw: dict[str, Any] = {
+            "sampling": Sampling(temperature=self.temperature, max_tokens=self.max_tokens),
+            "base_url": self.base_url,
+            "api_key": self.api_key,
+            "n_threads": threads,
+        }
+        if self.prompt_variant is not None:
+            kw["prompt_variant"] = self.prompt_variant
+        return kw
+
+
+@dataclass(frozen=True)
+class EvalConfig(RunOptions):
+    """Evaluate one policy on the test seeds of one or more envs."""
+
+    policy: str = "expert"
+    """Policy spec: expert | openai:MODEL | gguf:PATH | hf:PATH."""
+    env: str = "frozenlake-4x4"
+    """Env id, or several separated by commas."""
+    episodes: int = 20
+    """Episodes per env (the first N test seeds of each env)."""
+    out: Path = Path("runs/eval")
+    """Output directory: episodes.jsonl, report.json, report.md, chart.png."""
+    seed_start: int = 0
+    """Index of the first test seed (to evaluate further seeds without repeating)."""
 
 
 @dataclass
