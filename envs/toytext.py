@@ -8,7 +8,8 @@ holds the parts that do not depend on which game it is:
   of ``actions``) and gives it an expert that plans on ``P``;
 * ``TabularPlanner``: shortest paths when ``P`` is deterministic, value iteration on the
   chance of success when it is not (slippery ice);
-* helpers that grid games use to describe cells and explain a move.
+* helpers that grid games use to describe cells and explain a move;
+* ``run_expert``: one episode of any ``TextEnv`` played by its own expert (benchmarks, tests).
 
 The planner reads only the env's current state, so the expert also acts well from states
 that another policy reached (DAgger relabels those).
