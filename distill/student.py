@@ -28,6 +28,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -127,6 +128,8 @@ def save_student(
     tokenizer: PreTrainedTokenizerBase,
     out_dir: str | os.PathLike[str],
     meta: dict[str, Any],
+    *,
+    extra: dict[str, Callable[[Path], None]] | None = None,
 ) -> Path:
     """Save a student (weights, config, tokenizer, ``agentkd.json``) atomically.
 
@@ -140,6 +143,8 @@ def save_student(
         meta: metadata; must hold ``prompt_variant``. ``prompt_format`` defaults to the
             current ``PROMPT_FORMAT``, ``preset`` to None, ``trace_hashes`` and
             ``train_config`` to empty dicts.
+        extra: more files to write inside the same atomic save: file name -> a function
+            that writes it to the path it is given (the trainer's state for ``--resume``).
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -170,6 +175,8 @@ def save_student(
             json.dumps(full_meta, indent=2, ensure_ascii=False, default=_jsonable) + "\n",
             encoding="utf-8",
         )
+        for name, write in (extra or {}).items():
+            write(tmp / name)
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old")

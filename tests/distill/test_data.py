@@ -48,7 +48,9 @@ class ToyWalkEnv(TextEnv):
         return float(done), done, ""
 
     def _render(self):
-        return "".join("A" if i == self.pos else "G" if i == self.goal else "." for i in range(self.length))
+        cells = " ".join("A" if i == self.pos else "G" if i == self.goal else "." for i in range(self.length))
+        # The hint keeps the toy learnable in a few seconds: tests check the machinery.
+        return f"{cells}\nThe goal is {'east' if self.goal > self.pos else 'west'}."
 
     def _success(self):
         return self.pos == self.goal
@@ -58,8 +60,8 @@ class ToyWalkEnv(TextEnv):
 
         class _Expert:
             def act(self):
-                side = "right" if env.goal > env.pos else "left"
-                return ExpertStep(side, f"The goal is to my {side}.")
+                side, compass = ("right", "east") if env.goal > env.pos else ("left", "west")
+                return ExpertStep(side, f"The goal is {compass}, so I go {side}.")
 
         return _Expert()
 

@@ -1,0 +1,358 @@
+"""``agentkd train``: train a student LM on teacher traces.
+
+    agentkd train --traces traces.jsonl --student micro --out runs/micro --epochs 3
+    agentkd train --traces a.jsonl,b.jsonl --student ./my-llama --lora --out runs/lora
+    agentkd train --traces t.jsonl --student nano --kd jsd --beta 0.5 --teacher hf:runs/big/best
+    accelerate launch -m agent.cli train --traces t.jsonl --student small --out runs/small
+
+The loop in ``train`` reads top to bottom: data, model, optimiser, (resume), steps with
+validation and checkpoints. It runs under Hugging Face Accelerate (one CPU process here,
+DDP under ``accelerate launch``). Next-action accuracy on held-out episodes is measured by
+greedy decoding: the student writes its whole completion from the prompt and the parsed
+action must equal the teacher's (``val_action_acc``); the teacher-forced variant (argmax
+over the action tokens given the teacher's rationale) is logged beside it as
+``val_tf_action_acc`` and is always at least as flattering.
+
+Output: ``OUT/best`` (highest validation accuracy, then lowest loss) and ``OUT/last``
+(students with ``agentkd.json``; ``last`` also holds ``trainer_state.pt`` for ``--resume``),
+``OUT/train_config.json`` and ``OUT/log.jsonl`` (one line per validation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from agent.prompt import CHAT_TEMPLATE, END_TOKEN, EOS_TOKEN, PROMPT_FORMAT, SPECIAL_TOKENS, parse_completion
+from distill import data, losses
+from distill.lora import adapter_state, apply_lora, load_adapter_state, merged_copy
+from distill.student import PRESETS, build_student, load_student, read_meta, save_student
+from distill.tokenizer import check_round_trip, train_tokenizer
+from distill.train_config import TrainConfig
+from distill.traces import file_sha256, write_json_atomic
+
+log = logging.getLogger(__name__)
+STATE_FILE = "trainer_state.pt"
+
+__all__ = ["TrainConfig", "train", "cli"]
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train a student as ``cfg`` says; returns the best checkpoint's directory."""
+    # ---- setup: process group, seeds, determinism
+    acc = Accelerator()
+    set_seed(cfg.seed)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    out = Path(cfg.out)
+    last_dir, best_dir = out / "last", out / "best"
+    _check_config(cfg)
+    resuming = cfg.resume and (last_dir / STATE_FILE).is_file()
+    if cfg.resume and not resuming:
+        log.warning("--resume: no %s in %s; starting from scratch", STATE_FILE, last_dir)
+
+    # ---- data: episodes -> examples (one prompt renderer) -> token ids
+    paths = [p.strip() for p in cfg.traces.split(",") if p.strip()]
+    if not paths:
+        raise data.DataError("--traces: expected one or more trace files, got none")
+    episodes = data.load_episodes(paths, only_success=cfg.only_success)
+    train_eps, val_eps = data.split_episodes(episodes, cfg.val_frac, cfg.seed)
+    preset = cfg.student if cfg.student in PRESETS else None
+    variant = cfg.prompt_variant or ("compact" if preset else "full")
+    ex_kw = {"action_only": cfg.action_only}
+    train_ex = data.build_examples(train_eps, variant, **ex_kw)
+    val_ex = data.build_examples(val_eps, variant, **ex_kw)
+    if not train_ex:
+        raise data.DataError(f"{cfg.traces}: no valid teacher steps to train on")
+
+    # ---- model and tokenizer: a fresh preset, a checkpoint (+LoRA), or our own last/
+    model, tok, base_meta = _student(cfg, preset, train_ex + val_ex, resuming, last_dir)
+    enc_kw = {"rationale_weight": cfg.rationale_weight, "action_weight": cfg.action_weight,
+              "max_len": cfg.max_len}
+    use_topk = cfg.kd != "none" and not cfg.teacher
+    if use_topk and not any(e.top_logprobs for e in train_ex):
+        raise data.DataError(f"--kd {cfg.kd} without --teacher needs top-k log-probabilities in "
+                             "the traces; collect with --top-logprobs K or pass --teacher hf:PATH")
+    train_enc = [data.encode(e, tok, **enc_kw) for e in train_ex]
+    val_enc = [data.encode(e, tok, **enc_kw) for e in val_ex]
+    teacher = _teacher(cfg, tok) if cfg.kd != "none" and cfg.teacher else None
+
+    # ---- optimiser and schedule
+    lengths = [len(e) for e in train_enc]
+    world, rank = acc.num_processes, acc.process_index
+    steps_per_epoch = max(1, math.ceil(len(train_enc) / cfg.batch_size) // world)
+    total = cfg.steps or cfg.epochs * steps_per_epoch
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(cfg.warmup, total))
+    model, opt = acc.prepare(model, opt)
+    if teacher is not None:
+        teacher = teacher.to(acc.device)
+
+    # ---- resume: optimizer, schedule, RNG, data position (weights came with the model)
+    step, best_key, seen_tokens = 0, None, 0
+    if resuming:
+        state = torch.load(last_dir / STATE_FILE, weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, seen_tokens = int(state["step"]), int(state["seen_tokens"])
+        best_key = tuple(state["best_key"]) if state["best_key"] is not None else None
+        log.info("resumed %s at step %d of %d", out, step, total)
+    if acc.is_main_process:
+        write_json_atomic(out / "train_config.json", asdict(cfg))
+    meta = {**base_meta, "prompt_format": PROMPT_FORMAT, "prompt_variant": variant,
+            "preset": preset or base_meta.get("preset"),
+            "trace_hashes": {p: file_sha256(p) for p in paths}, "train_config": asdict(cfg)}
+
+    # ---- training loop
+    progress = _Progress(total, step, enabled=cfg.progress and acc.is_main_process)
+    epoch_batches: dict[int, list[list[int]]] = {}
+    t0, tokens_run = time.perf_counter(), 0
+    model.train()
+    while step < total:
+        epoch, idx = divmod(step, steps_per_epoch)
+        if epoch not in epoch_batches:
+            epoch_batches = {epoch: data.bucketed_batches(lengths, cfg.batch_size, cfg.seed, epoch)}
+        batch = data.collate([train_enc[i] for i in epoch_batches[epoch][idx * world + rank]],
+                             tok.pad_token_id, topk=use_topk)
+        batch = {k: v.to(acc.device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits, targets, w = logits[:, :-1], batch["input_ids"][:, 1:], batch["weights"][:, 1:]
+        ce = losses.weighted_ce(logits, targets, w)
+        loss, kd = ce, None
+        if teacher is not None:
+            with torch.no_grad():
+                t_logits = teacher(input_ids=batch["input_ids"],
+                                   attention_mask=batch["attention_mask"]).logits[:, :-1]
+            kd = losses.kd_loss(logits, t_logits, w, cfg.kd, beta=cfg.beta, temperature=cfg.temperature)
+        elif use_topk:
+            kd = losses.topk_kd_loss(logits, batch["topk_ids"][:, 1:], batch["topk_logprobs"][:, 1:],
+                                     w * batch["topk_mask"][:, 1:], cfg.kd, beta=cfg.beta,
+                                     temperature=cfg.temperature)
+        if kd is not None:
+            loss = (1 - cfg.alpha) * ce + cfg.alpha * kd
+        acc.backward(loss)
+        if cfg.grad_clip > 0:
+            acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        n_tok = int(batch["attention_mask"].sum()) * world
+        seen_tokens += n_tok
+        tokens_run += n_tok
+        progress.update(step, loss=loss.item(), tok_s=tokens_run / (time.perf_counter() - t0))
+
+        # ---- validation and checkpoints
+        stopping = step == total or (cfg.stop_after and step >= cfg.stop_after)
+        if step % cfg.eval_every == 0 or stopping:
+            metrics = (evaluate_batches(acc.unwrap_model(model), val_enc, tok.pad_token_id, cfg.batch_size, tok)
+                       if val_enc else {})
+            metrics.update(step=step, train_loss=loss.item(), lr=sched.get_last_lr()[0],
+                           tokens=seen_tokens, tokens_per_s=tokens_run / (time.perf_counter() - t0))
+            key = (metrics.get("val_action_acc", 0.0), -metrics.get("val_loss", -step))
+            if acc.is_main_process:
+                plain = merged_copy(acc.unwrap_model(model))
+                if best_key is None or key > best_key:
+                    best_key = key
+                    save_student(plain, tok, best_dir, {**meta, "step": step, "metrics": metrics})
+                state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "torch_rng": torch.get_rng_state(), "step": step,
+                         "seen_tokens": seen_tokens, "best_key": list(best_key)}
+                if cfg.lora:
+                    state["adapter"] = adapter_state(acc.unwrap_model(model))
+                save_student(plain, tok, last_dir, {**meta, "step": step, "metrics": metrics},
+                             extra={STATE_FILE: lambda p, s=state: torch.save(s, p)})
+                _append_log(out / "log.jsonl", metrics)
+                progress.note(metrics)
+            acc.wait_for_everyone()
+        if stopping:
+            break
+    progress.close()
+    torch.use_deterministic_algorithms(was_deterministic)
+    return best_dir
+
+
+def evaluate_batches(model: Any, examples: list[data.Encoded], pad_id: int, batch_size: int,
+                     tokenizer: Any | None = None) -> dict[str, float]:
+    """Validation metrics of ``examples``.
+
+    ``val_loss``: the weighted CE. ``val_tf_action_acc``: teacher-forced, the argmax token at
+    every position of ``Action: ...`` and the end token (given the prompt and the teacher's
+    rationale) equals the teacher's. ``val_action_acc`` (with ``tokenizer``): greedy decoding
+    of the whole completion from the prompt alone, parsed with ``parse_completion``, names
+    the teacher's action; the honest figure, as a rationale the student gets wrong usually
+    leads to the wrong action.
+    """
+    model.eval()
+    loss_sum, n_tok, tf_correct = 0.0, 0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i:i + batch_size]
+            b = data.collate(chunk, pad_id)
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1]
+            targets, w = b["input_ids"][:, 1:], b["weights"][:, 1:]
+            n = int((w > 0).sum())
+            loss_sum += losses.weighted_ce(logits, targets, w).item() * n
+            n_tok += n
+            pred = logits.argmax(-1)
+            for j, e in enumerate(chunk):
+                span = slice(e.action_pos - 1, len(e) - 1)
+                tf_correct += bool(torch.equal(pred[j, span], targets[j, span]))
+    metrics = {"val_loss": loss_sum / max(n_tok, 1), "val_tf_action_acc": tf_correct / max(len(examples), 1)}
+    if tokenizer is not None:
+        actions = greedy_actions(model, tokenizer, examples, batch_size)
+        metrics["val_action_acc"] = sum(a == e.action for a, e in zip(actions, examples)) / max(len(examples), 1)
+    model.train()
+    return metrics
+
+
+def greedy_actions(model: Any, tokenizer: Any, examples: list[data.Encoded], batch_size: int) -> list[str | None]:
+    """Greedy-decode each example's completion from its prompt; the parsed actions."""
+    max_new = max((len(e) - e.n_prompt for e in examples), default=0) + 8
+    out: list[str | None] = []
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i:i + batch_size]
+            width = max(e.n_prompt for e in chunk)
+            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for j, e in enumerate(chunk):  # left padding, so every prompt ends at the same column
+                ids[j, width - e.n_prompt:] = torch.tensor(e.input_ids[:e.n_prompt])
+                mask[j, width - e.n_prompt:] = 1
+            gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                 max_new_tokens=max_new, do_sample=False,
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+            for row in gen[:, width:]:
+                out.append(parse_completion(tokenizer.decode(row, skip_special_tokens=True))[1])
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_config(cfg: TrainConfig) -> None:
+    if cfg.teacher and not cfg.teacher.startswith("hf:"):
+        raise ValueError(f"--teacher: expected 'hf:PATH' (or empty for trace top-k), got {cfg.teacher!r}")
+    if cfg.teacher and cfg.kd == "none":
+        raise ValueError("--teacher is only used with --kd forward|reverse|jsd")
+    if cfg.lora and cfg.student in PRESETS:
+        raise ValueError(f"--lora needs a pretrained checkpoint directory, got preset {cfg.student!r}")
+    for name in ("batch_size", "eval_every"):
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.alpha <= 1.0:
+        raise ValueError(f"--alpha: expected a number in [0, 1], got {cfg.alpha}")
+
+
+def _student(cfg: TrainConfig, preset: str | None, examples: list[data.Example], resuming: bool,
+             last_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, base metadata) to train."""
+    if resuming and not cfg.lora:
+        model, tok, _ = load_student(last_dir)
+        return model, tok, {"base": None if preset else cfg.student}
+    if preset:
+        tok = train_tokenizer((e.prompt + e.completion for e in examples), cfg.vocab_size)
+        check_round_trip(tok, (e.prompt + e.completion for e in examples[:50]))
+        return build_student(preset, len(tok), seed=cfg.seed), tok, {}
+    model, tok, _ = load_student(cfg.student)
+    missing = [t for t in SPECIAL_TOKENS if t not in tok.get_vocab()]
+    if missing:  # a foreign tokenizer: give it agentkd's chat tokens, as special tokens
+        tok.add_special_tokens({"additional_special_tokens": missing})
+        model.resize_token_embeddings(len(tok))
+    tok.eos_token, tok.chat_template = END_TOKEN, CHAT_TEMPLATE
+    if tok.pad_token is None:
+        tok.pad_token = EOS_TOKEN
+    model.train()
+    if cfg.lora:
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha)
+        if resuming:
+            state = torch.load(last_dir / STATE_FILE, weights_only=True)
+            load_adapter_state(model, state["adapter"])
+    return model, tok, {"base": cfg.student, "base_meta": read_meta(cfg.student)}
+
+
+def _teacher(cfg: TrainConfig, tok: Any) -> Any:
+    """The online KD teacher; its vocabulary must be the student's, token for token."""
+    path = cfg.teacher[len("hf:"):]
+    teacher, t_tok, _ = load_student(path)
+    if t_tok.get_vocab() != tok.get_vocab() or teacher.config.vocab_size != len(tok):
+        raise ValueError(
+            f"--teacher {cfg.teacher}: its vocabulary ({len(t_tok)} tokens) differs from the "
+            f"student's ({len(tok)}); token-level KD needs one tokenizer: train the student from "
+            "the teacher's checkpoint (--student PATH) or drop --kd"
+        )
+    teacher.eval().requires_grad_(False)
+    return teacher
+
+
+def _warmup_cosine(warmup: int, total: int, floor: float = 0.1):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        t = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return f
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+class _Progress:
+    """A rich progress bar with loss, tokens/s and ETA (a no-op when disabled)."""
+
+    def __init__(self, total: int, start: int, enabled: bool) -> None:
+        self._p = None
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._p = Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                               TextColumn("loss {task.fields[loss]:.4f}"),
+                               TextColumn("{task.fields[tok_s]:.0f} tok/s"), TimeRemainingColumn())
+            self._p.start()
+            self._task = self._p.add_task("train", total=total, completed=start, loss=float("nan"), tok_s=0.0)
+
+    def update(self, step: int, **fields: float) -> None:
+        if self._p is not None:
+            self._p.update(self._task, completed=step, **fields)
+
+    def note(self, metrics: dict[str, Any]) -> None:
+        if self._p is not None:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+            self._p.console.print(f"step {metrics['step']}: {shown}")
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+
+
+def cli(argv: list[str]) -> int:
+    """``agentkd train``: parse TrainConfig and train."""
+    import tyro
+    from transformers.utils import logging as hf_logging
+
+    cfg = tyro.cli(TrainConfig, args=argv, prog="agentkd train")
+    hf_logging.disable_progress_bar()  # per-save shard bars would break the training bar
+    try:
+        best = train(cfg)
+    except (data.DataError, ValueError) as e:
+        print(f"agentkd train: {e}")
+        return 2
+    meta = read_meta(best)
+    print(f"best student: {best} (step {meta.get('step')}, {meta.get('metrics', {})})")
+    return 0
+

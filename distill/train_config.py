@@ -1,0 +1,74 @@
+"""The config of ``agentkd train`` (one frozen dataclass; every field is a ``--flag``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Train a student LM on trace files (the whole config is saved with every checkpoint)."""
+
+    traces: str = ""
+    """Trace file(s) to learn from, comma-separated (JSONL written by agentkd collect)."""
+    student: str = "micro"
+    """A size preset (nano, micro, small) or a local causal-LM checkpoint directory to fine-tune."""
+    out: str = "runs/student"
+    """Output directory: best/ and last/ checkpoints, train_config.json, log.jsonl."""
+    prompt_variant: Literal["compact", "full"] | None = None
+    """Prompt variant to train on (default: compact for presets, full for a checkpoint)."""
+    vocab_size: int = 2048
+    """Tokenizer vocabulary size for a preset student (trained on the traces)."""
+    lora: bool = False
+    """Fine-tune a checkpoint with LoRA adapters (merged into the weights before saving)."""
+    lora_r: int = 8
+    """LoRA rank."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
+    kd: Literal["none", "forward", "reverse", "jsd"] = "none"
+    """Token-level distillation: none (sequence-level CE only), forward KL, reverse KL or JSD."""
+    teacher: str = ""
+    """Online KD teacher 'hf:PATH' (same tokenizer required); empty: top-k log-probs in the traces."""
+    alpha: float = 0.5
+    """Weight of the KD term: loss = (1 - alpha) * CE + alpha * KD."""
+    temperature: float = 1.0
+    """KD softening temperature (the KD term is multiplied by temperature**2)."""
+    beta: float = 0.5
+    """JSD mixture weight: 0 gives forward KL, 1 reverse KL."""
+    epochs: int = 3
+    """Passes over the training examples (ignored when --steps is set)."""
+    steps: int = 0
+    """Optimizer steps to train for (0: use --epochs)."""
+    batch_size: int = 16
+    """Examples per optimizer step (per process under accelerate launch)."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (matrices only)."""
+    warmup: int = 20
+    """Linear warmup steps before the cosine decay (to 10% of --lr)."""
+    grad_clip: float = 1.0
+    """Gradient norm clipping (0: off)."""
+    only_success: bool = False
+    """Keep only episodes the teacher solved."""
+    action_only: bool = False
+    """Drop the rationales: the target is 'Thought: ' + the action."""
+    rationale_weight: float = 1.0
+    """Loss weight of the rationale tokens (Thought: ...)."""
+    action_weight: float = 1.0
+    """Loss weight of the action tokens (Action: ... and the end token)."""
+    val_frac: float = 0.1
+    """Fraction of episodes held out for validation."""
+    eval_every: int = 100
+    """Validate and save the last checkpoint every N steps (and at the end)."""
+    max_len: int = 1024
+    """Longest training sequence in tokens (longer prompts are cut from the left)."""
+    resume: bool = False
+    """Continue a killed run from OUT/last (model, optimizer, schedule, RNG, data position)."""
+    seed: int = 0
+    """Seed of the initialisation, the data order and the validation split."""
+    stop_after: int = 0
+    """Stop after this many steps as if killed, keeping the schedule of the full run (0: off)."""
+    progress: bool = True
+    """Show a progress bar."""

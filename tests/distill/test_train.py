@@ -1,0 +1,126 @@
+"""agentkd train end to end on a toy corridor env: overfitting, resume, CLI, LoRA, KD."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from agent.cli import main
+from agent.prompt import parse_completion
+from distill import data
+from distill.student import build_student, load_student, read_meta
+from distill.tokenizer import train_tokenizer
+from distill.train import TrainConfig, evaluate_batches, train
+from tests.distill.test_data import toy_episode, write_traces
+
+SEEDS = (2, 8, 12, 14, 16, 18)  # episodes of 2-4 steps
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory):
+    return write_traces(tmp_path_factory.mktemp("tr") / "toy.jsonl", [toy_episode(s) for s in SEEDS])
+
+
+def _cfg(traces, out, **kw):
+    base = dict(traces=str(traces), student="nano", out=str(out), steps=40, batch_size=8, lr=3e-3,
+                warmup=5, eval_every=20, val_frac=0.0, vocab_size=400, progress=False)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.slow
+def test_tiny_student_overfits_to_every_action(traces, tmp_path):
+    best = train(_cfg(traces, tmp_path / "run", steps=200, lr=3e-3, batch_size=4, eval_every=200))
+    model, tok, meta = load_student(best)
+    assert meta["prompt_variant"] == "compact" and meta["preset"] == "nano"
+    assert str(traces) in meta["trace_hashes"] and meta["train_config"]["steps"] == 200
+    examples = data.build_examples(data.load_episodes([traces]), "compact")
+    enc = [data.encode(e, tok) for e in examples]
+    metrics = evaluate_batches(model, enc, tok.pad_token_id, 8, tok)
+    assert metrics["val_action_acc"] == metrics["val_tf_action_acc"] == 1.0
+    # Greedy decoding through transformers reproduces the teacher's action and stops at <|end|>.
+    for e in examples:
+        ids = torch.tensor([tok.encode(e.prompt, add_special_tokens=False)])
+        out = model.generate(ids, max_new_tokens=40, do_sample=False, eos_token_id=tok.eos_token_id)
+        text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        assert parse_completion(text)[1] == e.action
+
+
+def test_resume_gives_the_same_weights(traces, tmp_path):
+    kw = dict(steps=6, batch_size=4, eval_every=100)  # 4-example batches: crosses epochs
+    train(_cfg(traces, tmp_path / "a", **kw))
+    train(_cfg(traces, tmp_path / "b", stop_after=3, **kw))
+    assert read_meta(tmp_path / "b" / "last")["step"] == 3
+    train(_cfg(traces, tmp_path / "b", resume=True, **kw))
+    a = load_file(tmp_path / "a" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "last" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    c = load_file(tmp_path / "b" / "best" / "model.safetensors")
+    assert any(not torch.equal(a[k], c[k]) for k in a) or read_meta(tmp_path / "b" / "best")["step"] == 6
+
+
+def test_cli_end_to_end_and_errors(traces, tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = main(["train", "--traces", str(traces), "--student", "nano", "--out", str(out), "--steps", "4",
+               "--batch-size", "4", "--vocab-size", "400", "--val-frac", "0.34", "--eval-every", "2",
+               "--no-progress", "--action-weight", "2", "--rationale-weight", "0.5"])
+    assert rc == 0
+    assert "best student" in capsys.readouterr().out
+    meta = read_meta(out / "best")
+    assert {"val_loss", "val_action_acc", "tokens_per_s"} <= set(meta["metrics"])
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    (tmp_path / "empty.jsonl").write_text("")
+    assert main(["train", "--traces", str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().out.strip()
+    assert "no episodes" in err and len(err.splitlines()) == 1
+    assert main(["train", "--traces", str(traces), "--kd", "forward", "--out", str(tmp_path / "y")]) == 2
+    assert "top-k log-probabilities" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def checkpoint(traces, tmp_path_factory):
+    """A tiny pretrained-style checkpoint: a Llama and its tokenizer, no agentkd.json."""
+    exs = data.build_examples(data.load_episodes([traces]), "full")
+    tok = train_tokenizer([e.prompt + e.completion for e in exs], vocab_size=400)
+    model = build_student("nano", len(tok), seed=7)
+    path = tmp_path_factory.mktemp("ckpt") / "base"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_lora_on_a_checkpoint_is_merged(traces, checkpoint, tmp_path):
+    best = train(_cfg(traces, tmp_path / "lora", student=str(checkpoint), lora=True, lora_r=4, steps=6,
+                      eval_every=6, lr=1e-2))
+    meta = read_meta(best)
+    assert meta["prompt_variant"] == "full" and meta["base"] == str(checkpoint)
+    tuned = load_file(best / "model.safetensors")
+    base = load_file(checkpoint / "model.safetensors")
+    assert tuned.keys() == base.keys()  # a plain Llama: no adapter tensors
+    assert not torch.equal(tuned["model.layers.0.self_attn.q_proj.weight"],
+                           base["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(tuned["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
+
+
+def test_kd_online_teacher_and_from_trace_topk(traces, checkpoint, tmp_path):
+    # Online: the checkpoint teaches a fine-tuned copy of itself.
+    train(_cfg(traces, tmp_path / "kd", student=str(checkpoint), kd="jsd", teacher=f"hf:{checkpoint}",
+               steps=2, eval_every=2))
+    assert read_meta(tmp_path / "kd" / "last")["train_config"]["kd"] == "jsd"
+    # A teacher with another vocabulary is refused with a clear message.
+    other = tmp_path / "other"
+    tok2 = train_tokenizer(["something else entirely"] * 5, vocab_size=300)
+    build_student("nano", len(tok2)).save_pretrained(other)
+    tok2.save_pretrained(other)
+    with pytest.raises(ValueError, match="vocabulary"):
+        train(_cfg(traces, tmp_path / "kd2", student=str(checkpoint), kd="forward", teacher=f"hf:{other}"))
+    # From the traces: top-k log-probabilities written with the checkpoint's tokenizer.
+    _, tok, _ = load_student(checkpoint)
+    eps = data.load_episodes([traces])
+    for ep in eps:
+        for st in ep.steps:
+            ids = tok.encode(f"Thought: {st.rationale}\nAction: {st.action}", add_special_tokens=False)
+            st.top_logprobs = [{tok.decode([i]): -0.05, tok.decode([5]): -3.0} for i in ids]
+    kd_traces = write_traces(tmp_path / "kd.jsonl", eps)
+    train(_cfg(kd_traces, tmp_path / "kd3", student=str(checkpoint), kd="forward", steps=2, eval_every=2))
+    assert read_meta(tmp_path / "kd3" / "last")["step"] == 2
