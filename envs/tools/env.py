@@ -34,7 +34,7 @@ Registered ids (family):
 
 Held out:
     Test seeds (odd, ``envs.registry.split_of``) use names no train seed can produce and
-    question templates no train seed uses.
+    question templates no train seed uses. ``reset()`` without a seed builds a train world.
 
 Expert:
     ``ToolExpert`` follows the task's plan from the env's current state: it skips plan
