@@ -106,7 +106,11 @@ class GGUFPolicy:
 
     def prompt_text(self, context: Context) -> str:
         """The exact text fed to the model for ``context``."""
-        messages = render_messages(context, self.prompt_variant)
+        return self.format_messages(render_messages(context, self.prompt_variant))
+
+    def format_messages(self, messages: list[dict[str, str]]) -> str:
+        """Chat messages as model text: ``chat_text`` for agentkd students, else the GGUF's
+        chat template (jinja2)."""
         if self._formatter is None:
             return chat_text(messages)
         return self._formatter(messages=messages).prompt
@@ -128,8 +132,12 @@ class GGUFPolicy:
             self.llm.reset()
 
     def act(self, context: Context) -> Decision:
+        return self.act_on_prompt(context, self.prompt_text(context))
+
+    def act_on_prompt(self, context: Context, prompt: str) -> Decision:
+        """Decide on ``prompt`` text (normally ``prompt_text(context)``) under the grammar of
+        ``context``'s legal actions / tools."""
         t0 = time.perf_counter()
-        prompt = self.prompt_text(context)
         tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=self._add_bos(prompt), special=True)
         budget = self.sampling.max_tokens
         if len(tokens) + budget + (ACTION_TOKENS if self.use_grammar else 0) > self.llm.n_ctx():
@@ -204,7 +212,10 @@ class GGUFPolicy:
                 done = True
                 break
         gen.close()
-        text = "".join(pieces) + decoder.decode(b"", final=True)
+        tail = decoder.decode(b"", final=True)  # an unfinished UTF-8 sequence
+        if tail and self.on_token is not None:
+            self.on_token(tail)
+        text = "".join(pieces) + tail
         if grammar is None and _finished_action_line(text):
             text = text[: text.index("\n", text.index(_ACTION_SEP) + len(_ACTION_SEP))]
         return text, n, tops, done

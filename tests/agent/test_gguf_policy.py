@@ -1,0 +1,81 @@
+"""The gguf: policy: prompt variant from metadata, KV prefix reuse, streaming, log-probs, bad files."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.policies.gguf import GGUFPolicy
+from agent.prompt import chat_text, render_messages
+from agent.types import Context, Sampling
+from distill.gguf_writer import GGUFFileError
+
+LEGAL = ["left", "down", "right", "up"]
+
+
+def _ctx(obs: str, history=()) -> Context:
+    return Context("frozenlake-4x4", "Walk on the lake from S to G.", list(history), obs, LEGAL)
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_gguf):
+    return GGUFPolicy(tiny_gguf, sampling=Sampling(max_tokens=32, max_rationale_chars=40, top_logprobs=3))
+
+
+def test_variant_and_prompt_come_from_the_file(policy, tiny_gguf):
+    assert policy.prompt_variant == "compact"
+    assert policy.spec == f"gguf:{tiny_gguf}"
+    ctx = _ctx("SFFF\nFHFH")
+    assert policy.prompt_text(ctx) == chat_text(render_messages(ctx, "compact"))
+
+
+def test_decision_fields_streaming_and_logprobs(policy):
+    pieces: list[str] = []
+    policy.on_token = pieces.append
+    try:
+        d = policy.act(_ctx("SFFF\nFHFH\nYou are at row 0."))
+    finally:
+        policy.on_token = None
+    assert d.action in LEGAL and d.error is None
+    assert d.raw.startswith("Thought: ") and d.raw.endswith(f"\nAction: {d.action}")
+    assert "".join(pieces) == d.raw  # the stream is exactly the completion
+    assert d.prompt_tokens > 10 and d.completion_tokens >= 3 and d.latency_s > 0
+    assert len(d.top_logprobs) == d.completion_tokens
+    # (partial UTF-8 byte tokens share the text "\ufffd", so a few entries may merge)
+    assert all(1 <= len(t) <= 3 and all(v <= 0 for v in t.values()) for t in d.top_logprobs)
+
+
+def test_kv_cache_prefix_is_reused_between_decisions(policy, tiny_gguf):
+    first, second = _ctx("SFFF\nFHFH\nstep one"), _ctx("SFFF\nFHFH\nstep two", [("o", "left")])
+    policy.act(first)
+    policy.act(second)
+    shared = len(policy.llm.tokenize(policy.prompt_text(first).split("step one")[0].encode(),
+                                     add_bos=False, special=True))
+    assert policy.last_reused_tokens >= shared - 1 > 10
+    fresh = GGUFPolicy(tiny_gguf, sampling=Sampling(max_tokens=16), reuse_prefix=False)
+    fresh.act(first)
+    fresh.act(second)
+    assert fresh.last_reused_tokens == 0
+
+
+def test_grammars_are_cached_per_action_set(policy):
+    a = policy._grammar(_ctx("x"), False)
+    assert policy._grammar(_ctx("y"), False) is a
+    assert policy._grammar(Context("e", "", [], "x", ["up"]), False) is not a
+
+
+def test_prompt_too_long_is_a_recorded_error(tiny_gguf):
+    small = GGUFPolicy(tiny_gguf, n_ctx=256)
+    d = small.act(_ctx("F" * 500))
+    assert d.action == "" and "does not fit n_ctx=256" in d.error
+
+
+def test_bad_files_fail_before_llama_cpp(tmp_path, tiny_gguf):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(GGUFFileError, match="not a GGUF file") as e:
+        GGUFPolicy(bad)
+    assert str(e.value).count("\n") == 0
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_gguf.read_bytes()[:4096])
+    with pytest.raises(GGUFFileError, match="truncated"):
+        GGUFPolicy(cut)
