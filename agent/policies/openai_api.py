@@ -58,6 +58,21 @@ def is_retriable(exc: BaseException) -> bool:
     return False
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line naming an API failure: ``HTTP 500: message``, ``timeout: ...``,
+    ``connection error: ...`` or the exception's type and message."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        return f"HTTP {exc.status_code}: {str(body.get('message') or exc.message)[:300]}"
+    if isinstance(exc, openai.APITimeoutError):  # before its base class, APIConnectionError
+        return f"timeout: {str(exc)[:300]}"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"connection error: {str(exc)[:300]}"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
 def _to_langchain(messages: list[dict[str, str]]) -> list[Any]:
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
@@ -160,8 +175,7 @@ class OpenAIPolicy:
         if err is not None:
             kind = "gave up after" if is_retriable(err) else "failed on"
             return Decision(rationale="", action="", latency_s=latency,
-                            error=f"{self.spec}: {kind} {attempts} attempt(s): {type(err).__name__}: "
-                                  f"{str(err)[:300]}")
+                            error=f"{self.spec}: {kind} {attempts} attempt(s): {describe_error(err)}")
         usage = getattr(msg, "usage_metadata", None) or {}
         meta = getattr(msg, "response_metadata", None) or {}
         logprobs = meta.get("logprobs") or {}
