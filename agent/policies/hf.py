@@ -163,8 +163,11 @@ class HFPolicy:
         for step_logits in logits[:n]:
             lp = torch.log_softmax(step_logits[0].float(), dim=-1)
             values, idx = lp.topk(min(k, lp.shape[-1]))
-            tops.append({self.tokenizer.decode([int(i)], skip_special_tokens=False): float(v)
-                         for v, i in zip(values.tolist(), idx.tolist())})
+            top: TopK = {}
+            for v, i in zip(values.tolist(), idx.tolist()):
+                # Byte pieces of one character decode alike; keep the likeliest of them.
+                top.setdefault(self.tokenizer.decode([int(i)], skip_special_tokens=False), float(v))
+            tops.append(top)
         return tops
 
     @torch.no_grad()
