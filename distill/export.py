@@ -189,7 +189,7 @@ def cli(argv: list[str]) -> int:
     try:
         result = export(cfg)
     except (ValueError, VerifyError, OSError) as e:
-        console.print(f"[red]agentkd export: {e}[/red]")
+        console.print(f"agentkd export: {e}", style="red", markup=False, highlight=False, soft_wrap=True)
         return 1
     table = Table(title=f"agentkd export -> {result.out_dir}")
     for col in ("file", "type", "size (MB)", f"action agreement ({result.n_states} states)"):

@@ -21,8 +21,8 @@ import pytest
 log = logging.getLogger(__name__)
 
 TINY_ENV = "frozenlake-4x4"
-TINY_EPISODES = 24
-TINY_STEPS = 40
+TINY_EPISODES = 8
+TINY_STEPS = 12
 
 
 def _trained_student(root: Path) -> Path:
@@ -41,7 +41,7 @@ def _trained_student(root: Path) -> Path:
             env = envs.make(TINY_ENV)
             writer.write(run_episode(env, policy, seed))
     cfg = TrainConfig(traces=str(traces), student="nano", out=str(root / "run"), vocab_size=512,
-                      steps=TINY_STEPS, batch_size=8, warmup=5, lr=3e-3)
+                      steps=TINY_STEPS, batch_size=4, warmup=2, lr=3e-3, progress=False)
     return Path(train(cfg))
 
 
