@@ -8,7 +8,7 @@ Stages, each in its own process (so its wall time and peak memory are its own) a
 skipped when a previous run finished it (``OUT/stages.json``), so a killed demo resumes:
 
 1. collect: the teacher plays the train seeds of the default envs -> ``OUT/traces.jsonl``;
-2. train: a student (``micro``) learns from the traces -> ``OUT/student``;
+2. train: a student (``micro``; ``nano`` with --quick) learns from the traces -> ``OUT/student``;
 3. export: GGUF, quantized to Q8_0 and Q4_K_M, verified -> ``OUT/export``;
 4. compare: teacher vs HF student vs both GGUFs on the same held-out seeds ->
    ``OUT/report`` (report.md, report.json with the stages' timings, chart.png).
@@ -49,16 +49,17 @@ class DemoConfig:
     """Teacher policy spec: expert | openai:MODEL | gguf:PATH | hf:PATH."""
     env: str = DEFAULT_ENVS
     """Env ids, separated by commas."""
-    student: str = "micro"
-    """Student size preset (nano, micro, small) or a local checkpoint directory."""
+    student: str | None = None
+    """Student size preset (nano, micro, small) or a local checkpoint directory
+    (default: micro, quick: nano)."""
     quant: str = "q8_0,q4_k_m"
     """Quantization types of the exported student, separated by commas."""
     train_episodes: int | None = None
-    """Teacher episodes per env for training (default: 300, quick: 12)."""
+    """Teacher episodes per env for training (default: 200, quick: 8)."""
     eval_episodes: int | None = None
     """Held-out episodes per env and policy (default: 50, quick: 3)."""
     steps: int | None = None
-    """Training steps (default: 3000, quick: 120)."""
+    """Training steps (default: 400, quick: 20)."""
     max_steps: int | None = None
     """Cap on steps per evaluated episode (default: the env's limit, quick: 30)."""
     workers: int = 1
@@ -72,12 +73,14 @@ class DemoConfig:
 
     def budget(self) -> dict[str, Any]:
         """The effective budgets (explicit values win over the quick/full defaults)."""
-        quick = {"train_episodes": 12, "eval_episodes": 3, "steps": 120, "max_steps": 30,
-                 "max_tokens": 96, "agreement_states": 40, "export_states": 8}
-        full = {"train_episodes": 300, "eval_episodes": 50, "steps": 3000, "max_steps": None,
-                "max_tokens": 160, "agreement_states": 200, "export_states": 24}
+        quick = {"student": "nano", "train_episodes": 8, "eval_episodes": 2, "steps": 20,
+                 "batch_size": 8, "max_steps": 20, "max_tokens": 96, "agreement_states": 20,
+                 "export_states": 6}
+        full = {"student": "micro", "train_episodes": 200, "eval_episodes": 50, "steps": 400,
+                "batch_size": 16, "max_steps": None, "max_tokens": 160,
+                "agreement_states": 200, "export_states": 24}
         b = dict(quick if self.quick else full)
-        for k in ("train_episodes", "eval_episodes", "steps", "max_steps"):
+        for k in ("student", "train_episodes", "eval_episodes", "steps", "max_steps"):
             if getattr(self, k) is not None:
                 b[k] = getattr(self, k)
         return b
@@ -121,9 +124,9 @@ def _train(cfg: DemoConfig, b: dict[str, Any]) -> str:
     from distill.train import train
 
     best = train(_config(TrainConfig,
-                         {"traces": str(cfg.out / "traces.jsonl"), "student": cfg.student,
+                         {"traces": str(cfg.out / "traces.jsonl"), "student": b["student"],
                           "out": str(cfg.out / "student"), "steps": b["steps"]},
-                         {"progress": cfg.progress}))
+                         {"batch_size": b["batch_size"], "progress": cfg.progress}))
     return str(best)
 
 
