@@ -70,6 +70,9 @@ class CollectConfig:
     """Top-k log-probabilities to record per generated token (0: none; for KD)."""
     n_threads: int | None = None
     """CPU threads of local models (gguf:, hf:)."""
+    grammar: bool = False
+    """openai: teachers served by llama.cpp: send each decision's GBNF grammar, so only
+    legal actions come back."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -203,6 +206,8 @@ def _loader(cfg: CollectConfig) -> Any:
     }
     if cfg.prompt_variant is not None:
         kw["prompt_variant"] = cfg.prompt_variant
+    if cfg.grammar:
+        kw["grammar"] = True
     first = load_policy(cfg.teacher, **kw)  # fail fast, in this thread, on a bad spec
     local = threading.local()
     owner = threading.get_ident()

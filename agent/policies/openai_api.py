@@ -102,6 +102,8 @@ class OpenAIPolicy:
         backoff_s: first wait; doubled each retry, capped at ``max_backoff_s``.
         max_backoff_s: longest wait between retries.
         native_tools: in tool envs, bind the env's tools (native tool calling).
+        grammar: send each decision's GBNF grammar (``agent.grammar``) in the request's
+            ``grammar`` field, which llama.cpp's servers honour: only legal actions.
         spec: the spec string to record (default ``openai:MODEL``).
         sleep: how to wait between retries (tests pass a recorder).
     """
@@ -119,6 +121,7 @@ class OpenAIPolicy:
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         native_tools: bool = True,
+        grammar: bool = False,
         spec: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         n_threads: int | None = None,
@@ -140,6 +143,7 @@ class OpenAIPolicy:
                                  "(or --base-url for a local endpoint that needs none)")
             key = "not-needed"  # local servers (llama.cpp, vLLM, Ollama) ignore it
         self.native_tools = native_tools
+        self.grammar = grammar
         self.delays = backoff_delays(max_retries, backoff_s, max_backoff_s)
         self._sleep = sleep
         s = self.sampling
@@ -147,6 +151,7 @@ class OpenAIPolicy:
         if self.base_url:
             # ChatOpenAI sends max_completion_tokens, which some servers (llama.cpp's) ignore.
             extra["max_tokens"] = s.max_tokens
+        self._extra = extra
         self.llm = ChatOpenAI(
             model=model, base_url=self.base_url, api_key=key, timeout=timeout_s, max_retries=0,
             temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed,
@@ -160,6 +165,11 @@ class OpenAIPolicy:
         """Nothing to do per episode (the endpoint holds no state of ours)."""
 
     def _runnable(self, context: Context) -> Any:
+        if self.grammar:
+            from agent.grammar import grammar_for
+
+            body = {**self._extra, "grammar": grammar_for(context, self.sampling.max_rationale_chars)}
+            return self.llm.bind(extra_body=body)
         if context.tools and self.native_tools:
             return self.llm.bind_tools([*context.tools, ANSWER_TOOL])
         return self.llm

@@ -199,6 +199,14 @@ def test_tool_env_falls_back_to_text_when_the_server_makes_no_tool_call(server):
     assert d.action == '{"tool": "calculator", "args": {"expression": "2*3"}}'
 
 
+def test_grammar_is_sent_for_llama_cpp_servers(server):
+    s = server((200, completion("Thought: x\nAction: up")))
+    p, _ = policy(s.url, grammar=True)
+    assert p.act(frozenlake_context()).action == "up"
+    body = s.requests[0][1]
+    assert '"left"' in body["grammar"] and "root" in body["grammar"] and body["max_tokens"] == 32
+
+
 def test_missing_key_without_a_local_endpoint_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
@@ -258,3 +266,15 @@ def test_real_llama_cpp_server_plays_an_episode_with_logprobs(llama_server):
         assert st.raw and st.prompt_tokens > 0 and 0 < st.completion_tokens <= 24 and st.latency_s > 0
         assert st.top_logprobs is not None and len(st.top_logprobs) == st.completion_tokens
         assert all(1 <= len(top) <= 3 and all(lp <= 0.0 for lp in top.values()) for top in st.top_logprobs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_real_llama_cpp_server_with_grammar_emits_only_legal_actions(llama_server):
+    p = load_policy("openai:tiny", base_url=llama_server, api_key="unused", prompt_variant="compact",
+                    grammar=True, sampling=Sampling(max_tokens=64, max_rationale_chars=40))
+    env = envs.make("frozenlake-4x4")
+    env.max_steps = 4
+    ep = run_episode(env, p, seed=3)
+    assert ep.error is None and ep.n_steps >= 1
+    assert all(st.valid and st.action in st.legal_actions for st in ep.steps), [st.raw for st in ep.steps]
