@@ -1,0 +1,136 @@
+"""Benchmark: does a micro student trained on expert traces keep the expert's success?
+
+    .venv/bin/python benchmarks/train_quality.py                            # the issue's bar
+    .venv/bin/python benchmarks/train_quality.py --env-ids frozenlake-4x4 --train-episodes 100 \\
+        --steps 300 --test-episodes 50                                      # a reduced budget
+
+For each env: the env's expert plays ``train`` seeds (traces written with ``TraceWriter``),
+``distill.train`` trains a student, and the student plays held-out ``test`` seeds through
+transformers (greedy decoding, the one prompt renderer, ``parse_completion``). The issue's
+bar: within ~10 minutes of training on 2 CPU cores, success >= 90% of the expert's.
+Prints a table and appends one JSON line per env to
+``benchmarks/results/train_quality.jsonl`` (config, success with 95% Wilson interval,
+training time, tokens/s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import torch
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+import envs
+from agent.prompt import PROMPT_FORMAT, chat_text, make_context, parse_completion, render_messages
+from agent.types import Episode, Step
+from distill.student import load_student, read_meta
+from distill.traces import TraceWriter
+from distill.train import TrainConfig, train
+
+RESULTS = Path(__file__).resolve().parent / "results" / "train_quality.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Train a student per env on expert traces and compare held-out success."""
+
+    env_ids: tuple[str, ...] = ("frozenlake-4x4", "taxi", "babyai-goto-local")
+    """Envs to benchmark."""
+    student: str = "micro"
+    """Student preset."""
+    train_episodes: int = 400
+    """Expert episodes (train seeds) per env."""
+    test_episodes: int = 100
+    """Held-out test seeds per env, for both the expert and the student."""
+    steps: int = 1500
+    """Optimizer steps per env."""
+    batch_size: int = 16
+    """Examples per step."""
+    lr: float = 2e-3
+    """Peak learning rate."""
+    workdir: str = "runs/train_quality"
+    """Where traces and students go."""
+
+
+def expert_episode(env_id: str, seed: int) -> Episode:
+    """One expert episode as a trace record (rationales included)."""
+    env = envs.make(env_id)
+    obs, info = env.reset(seed=seed)
+    expert, steps, done, ret = env.expert(), [], False, 0.0
+    while not done:
+        e = expert.act()
+        nobs, r, term, trunc, ninfo = env.step(e.action)
+        steps.append(Step(observation=obs, legal_actions=list(info["legal_actions"]), rationale=e.rationale,
+                          action=e.action, raw="", valid=not ninfo["invalid_action"], reward=r))
+        obs, info, done, ret = nobs, ninfo, term or trunc, ret + r
+    return Episode(env_id=env_id, seed=seed, teacher="expert", prompt_format=PROMPT_FORMAT, steps=steps,
+                   total_return=ret, success=bool(info.get("success")), terminated=True)
+
+
+def student_success(model, tok, variant: str, env_id: str, seed: int, max_new_tokens: int = 96) -> bool:
+    """Play one episode greedily with a student through transformers."""
+    env = envs.make(env_id)
+    obs, info = env.reset(seed=seed)
+    history: list[tuple[str, str]] = []
+    done = False
+    while not done:
+        ctx = make_context(env, obs, info, history, variant)
+        ids = torch.tensor([tok.encode(chat_text(render_messages(ctx, variant)), add_special_tokens=False)])
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        action = parse_completion(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))[1] or ""
+        history.append((obs, action))
+        obs, _, term, trunc, info = env.step(action)
+        done = term or trunc
+    return bool(info.get("success"))
+
+
+def main(cfg: Config) -> None:
+    from eval.metrics import wilson_interval
+
+    console = Console()
+    table = Table("env", "expert", "student", "ratio", "train s", "tok/s", "val acc")
+    work = Path(cfg.workdir)
+    for env_id in cfg.env_ids:
+        traces = work / f"{env_id}.jsonl"
+        if traces.exists():
+            traces.unlink()
+        with TraceWriter(traces) as w:
+            for seed in envs.seeds(env_id, "train", cfg.train_episodes):
+                w.write(expert_episode(env_id, seed))
+        t0 = time.perf_counter()
+        best = train(TrainConfig(traces=str(traces), student=cfg.student, out=str(work / env_id),
+                                 steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                                 eval_every=max(cfg.steps // 3, 1), val_frac=0.05, progress=False))
+        train_s = time.perf_counter() - t0
+        meta = read_meta(work / env_id / "last")
+        model, tok, best_meta = load_student(best)
+        test = envs.seeds(env_id, "test", cfg.test_episodes)
+        exp = sum(expert_episode(env_id, s).success for s in test)
+        stu = sum(student_success(model, tok, best_meta["prompt_variant"], env_id, s) for s in test)
+        n = len(test)
+        rec = {
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env_id": env_id,
+            "config": dataclasses.asdict(cfg), "expert_success": exp / n, "student_success": stu / n,
+            "student_ci95": wilson_interval(stu, n), "ratio": (stu / exp) if exp else None,
+            "train_s": round(train_s, 1), "tokens_per_s": meta["metrics"].get("tokens_per_s"),
+            "val_action_acc": best_meta["metrics"].get("val_action_acc"),
+            "n_parameters": best_meta.get("n_parameters"),
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with open(RESULTS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, default=str) + "\n")
+        table.add_row(env_id, f"{exp}/{n}", f"{stu}/{n}", f"{rec['ratio']:.2f}" if exp else "-",
+                      f"{train_s:.0f}", f"{rec['tokens_per_s']:.0f}", f"{rec['val_action_acc']}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Config))
