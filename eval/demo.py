@@ -57,11 +57,11 @@ class DemoConfig:
     train_episodes: int | None = None
     """Teacher episodes per env for training (default: 200, quick: 8)."""
     eval_episodes: int | None = None
-    """Held-out episodes per env and policy (default: 50, quick: 3)."""
+    """Held-out episodes per env and policy (default: 50, quick: 2)."""
     steps: int | None = None
-    """Training steps (default: 400, quick: 20)."""
+    """Training steps (default: 400, quick: 10)."""
     max_steps: int | None = None
-    """Cap on steps per evaluated episode (default: the env's limit, quick: 30)."""
+    """Cap on steps per evaluated episode (default: the env's limit, quick: 24)."""
     workers: int = 1
     """Worker processes per policy in the compare stage."""
     base_url: str | None = None
@@ -73,9 +73,9 @@ class DemoConfig:
 
     def budget(self) -> dict[str, Any]:
         """The effective budgets (explicit values win over the quick/full defaults)."""
-        quick = {"student": "nano", "train_episodes": 8, "eval_episodes": 2, "steps": 20,
-                 "batch_size": 8, "max_steps": 20, "max_tokens": 96, "agreement_states": 20,
-                 "export_states": 6}
+        quick = {"student": "nano", "train_episodes": 8, "eval_episodes": 2, "steps": 10,
+                 "batch_size": 8, "max_steps": 24, "max_tokens": 48, "agreement_states": 8,
+                 "export_states": 4}
         full = {"student": "micro", "train_episodes": 200, "eval_episodes": 50, "steps": 400,
                 "batch_size": 16, "max_steps": None, "max_tokens": 160,
                 "agreement_states": 200, "export_states": 24}
