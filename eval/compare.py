@@ -131,7 +131,7 @@ def _agreements(
             key = f"{student}|{teacher}|{env}|{max_states}"
             if key not in cache:
                 if policy is None:
-                    policy = load_policy(student, **options.load_kwargs())
+                    policy = load_policy(student, **options.load_kwargs(student))
                 cache[key] = list(action_agreement(policy, by_env[env], max_states))
                 write_json_atomic(cache_path, cache)
             result[(student, env)] = tuple(cache[key])  # type: ignore[assignment]

@@ -53,6 +53,9 @@ class RunOptions:
     """Prompt variant for openai: policies (full | compact); others read their metadata."""
     max_steps: int | None = None
     """Cap on steps per episode, below the env's own limit (a bounded eval of weak students)."""
+    grammar: bool = False
+    """openai: policies served by llama.cpp: send each decision's GBNF grammar (legal actions
+    only), as gguf: policies always do."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -60,8 +63,8 @@ class RunOptions:
         """Just the run options of a command's config."""
         return RunOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RunOptions)})
 
-    def load_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``agent.policies.load_policy`` for these options."""
+    def load_kwargs(self, spec: str) -> dict[str, Any]:
+        """Keyword arguments of ``agent.policies.load_policy(spec, ...)`` for these options."""
         threads = self.n_threads
         if threads is None and self.workers > 1:  # share the cores, do not oversubscribe
             threads = max(1, cpu_count() // self.workers)
@@ -73,6 +76,8 @@ class RunOptions:
         }
         if self.prompt_variant is not None:
             kw["prompt_variant"] = self.prompt_variant
+        if self.grammar and spec.startswith("openai:"):  # the other backends have no such option
+            kw["grammar"] = True
         return kw
 
 
@@ -245,7 +250,7 @@ def run_policies(
 
 
 def _run_spec(spec: str, todo: list[tuple[str, int]], options: RunOptions, record: Any) -> None:
-    kw = options.load_kwargs()
+    kw = options.load_kwargs(spec)
     if options.workers <= 0:
         from agent.policies import load_policy
 

@@ -179,7 +179,7 @@ def make_chart(report: dict[str, Any]) -> Any:
     policies, envs = report["policies"], report["envs"]
     rows = {(r["policy"], r["env_id"]): r for r in report["rows"]}
     fig, (ax_s, ax_l, ax_m) = plt.subplots(
-        1, 3, figsize=(6 + 1.6 * len(envs) * max(1, len(policies)) / 2, 4.8),
+        1, 3, figsize=(max(11.0, 4 + 0.8 * len(envs) * len(policies)), 4.8),
         gridspec_kw={"width_ratios": [2, 2, 1]})
     x = np.arange(len(envs))
     width = 0.8 / max(1, len(policies))
@@ -189,10 +189,10 @@ def make_chart(report: dict[str, Any]) -> Any:
         low = np.array([r["success_low"] if r else 0.0 for r in rs])
         high = np.array([r["success_high"] if r else 0.0 for r in rs])
         xs = x - 0.4 + width * (i + 0.5)
-        ax_s.bar(xs, rate, width, label=p, yerr=[rate - low, high - rate], capsize=3)
+        ax_s.bar(xs, rate, width, label=_short(p), yerr=[rate - low, high - rate], capsize=3)
         p50 = np.array([(r["latency_p50_s"] or 0.0) * 1000 if r else 0.0 for r in rs])
         p95 = np.array([(r["latency_p95_s"] or 0.0) * 1000 if r else 0.0 for r in rs])
-        ax_l.bar(xs, p50, width, label=p)
+        ax_l.bar(xs, p50, width, label=_short(p))
         ax_l.scatter(xs, p95, marker="_", s=120, color="black", zorder=3)
     for ax in (ax_s, ax_l):
         ax.set_xticks(x, envs, rotation=20, ha="right")
