@@ -68,6 +68,8 @@ class DemoConfig:
     """Base URL of an OpenAI-compatible endpoint for an openai: teacher."""
     api_key: str | None = None
     """API key for an openai: teacher (else OPENAI_API_KEY)."""
+    grammar: bool = False
+    """An openai: teacher served by llama.cpp: send each decision's GBNF grammar."""
     progress: bool = True
     """Show progress bars."""
 
@@ -115,7 +117,7 @@ def _collect(cfg: DemoConfig, b: dict[str, Any]) -> str:
                     {"teacher": cfg.teacher, "env": cfg.env, "episodes": b["train_episodes"],
                      "out": str(out)},
                     {"split": "train", "base_url": cfg.base_url, "api_key": cfg.api_key,
-                     "progress": cfg.progress}))
+                     "grammar": cfg.grammar or None, "progress": cfg.progress}))
     return str(out)
 
 
@@ -152,7 +154,7 @@ def _compare(cfg: DemoConfig, b: dict[str, Any], student: str, ggufs: dict[str, 
         policy=policies, env=cfg.env, episodes=b["eval_episodes"], out=cfg.out / "report",
         teacher=cfg.teacher, agreement_states=b["agreement_states"], workers=cfg.workers,
         max_tokens=b["max_tokens"], max_steps=b["max_steps"], base_url=cfg.base_url,
-        api_key=cfg.api_key, progress=cfg.progress))
+        api_key=cfg.api_key, grammar=cfg.grammar, progress=cfg.progress))
     return str(result.paths.json)
 
 
