@@ -153,9 +153,12 @@ class GGUFPolicy:
         if self.use_grammar and not done:
             # The budget ran out before the grammar was complete: keep the rationale and
             # finish with a legal action (bounded by ACTION_TOKENS).
-            thought = text.split(_ACTION_SEP, 1)[0]
-            if self.on_token is not None and not text.startswith(thought + _ACTION_SEP):
-                self.on_token(_ACTION_SEP)
+            # The grammar keeps the thought on one line, so its first line break starts
+            # the separator; cut there so a half-written "\nAction:" is not kept.
+            thought = text.split("\n", 1)[0]
+            streamed = text[len(thought):]  # a prefix of the separator, by the grammar
+            if self.on_token is not None and _ACTION_SEP.startswith(streamed):
+                self.on_token(_ACTION_SEP[len(streamed):])
             text = thought + _ACTION_SEP
             more = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
             tail, n2, tops2, _ = self._generate(tokens + more, ACTION_TOKENS,

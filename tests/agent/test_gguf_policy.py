@@ -79,3 +79,16 @@ def test_bad_files_fail_before_llama_cpp(tmp_path, tiny_gguf):
     cut.write_bytes(tiny_gguf.read_bytes()[:4096])
     with pytest.raises(GGUFFileError, match="truncated"):
         GGUFPolicy(cut)
+
+
+@pytest.mark.parametrize("cut", ["Thought: abc\n", "Thought: abc\nAction:", "Thought: abc\nAction: "])
+def test_budget_cut_inside_the_separator_still_finishes_with_an_action(tiny_gguf, monkeypatch, cut):
+    # The token budget can run out half-way through "\nAction: "; the policy must then finish
+    # the action after one clean separator, not keep the half-written one (which parsed as
+    # an empty action).
+    pol = GGUFPolicy(tiny_gguf, sampling=Sampling(max_tokens=8))
+    answers = iter([(cut, 8, [], False), ("up", 1, [], True)])
+    monkeypatch.setattr(pol, "_generate", lambda tokens, n, grammar: next(answers))
+    d = pol.act(_ctx("S F\nF G"))
+    assert d.raw == "Thought: abc\nAction: up"
+    assert (d.rationale, d.action) == ("abc", "up")
