@@ -65,6 +65,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # "1e999" parses to inf, which JSON cannot write back
+        raise ValueError(f"number {text[:30]} is out of range")
+    return value
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return int(value)
@@ -117,7 +124,7 @@ def parse_tool_action(text: str, tools: dict[str, BaseTool]) -> ParsedAction:
     if not s:
         return ParsedAction(None, "empty action; expected one JSON object on the Action line")
     try:
-        obj = json.loads(s, parse_constant=_reject_constant)
+        obj = json.loads(s, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as e:
         reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
         return ParsedAction(

@@ -124,6 +124,8 @@ def test_parse_action_canonicalises_and_forgives_wrapping() -> None:
     assert env.parse_action('{"tool": "calculator", "args": {"expression": "1+1"}, "why": 1}') is None
     assert env.parse_action('{"answer": 1, "tool": "calculator"}') is None
     assert env.parse_action('{"answer": NaN}') is None
+    # an overflowing literal parses to inf, which the env could not write back as JSON
+    assert env.parse_action('{"answer": 1e999}') is None
     assert env.parse_action('{"answer": null}') is None
     assert env.parse_action("calculator") is None
 
