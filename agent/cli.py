@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("agent.collect", "Run a teacher on env seeds and append episodes to a trace file."),
     "traces": ("agent.traces_cli", "Inspect (stats) or convert (export) a trace file."),
     "train": ("distill.train", "Train a student LM on trace files."),
+    "dagger": ("distill.dagger", "On-policy distillation: the student acts, the teacher corrects."),
+    "prune": ("distill.prune", "Cut a student from a teacher's weights (depth/width pruning)."),
     "export": ("distill.export", "Export a student to GGUF, quantize it, and verify it."),
     "run": ("agent.run", "Run an agent (any policy spec) on an env and show what it does."),
     "serve": ("agent.serve", "Serve a GGUF student as an OpenAI-compatible endpoint."),
