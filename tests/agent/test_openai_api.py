@@ -4,12 +4,8 @@ timeouts, tool calls and log-probabilities, and llama.cpp's real OpenAI-compatib
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,6 +17,7 @@ from agent.policies import load_policy
 from agent.policies.openai_api import OpenAIPolicy
 from agent.prompt import make_context
 from agent.types import Sampling
+from tests.llama_server import free_port, serve_gguf
 
 
 def completion(content: str = "", *, tool_calls: list | None = None, logprobs: list | None = None) -> dict:
@@ -145,10 +142,7 @@ def test_a_server_slower_than_the_timeout_is_retried_then_fails(server):
 
 
 def test_connection_refused_is_an_error_not_a_crash():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    p, waits = policy(f"http://127.0.0.1:{port}/v1", max_retries=1)
+    p, waits = policy(f"http://127.0.0.1:{free_port()}/v1", max_retries=1)
     d = p.act(frozenlake_context())
     assert waits == [0.5] and d.error.startswith("openai:m: gave up after 2 attempt(s): connection error:")
 
@@ -215,42 +209,10 @@ def test_missing_key_without_a_local_endpoint_is_a_clear_error(monkeypatch):
 
 
 # ------------------------------------------------------------------ real llama.cpp server
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory):
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf), "--model_alias", "tiny",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(240):
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            pytest.fail("llama_cpp.server did not answer within 60 s")
+    with serve_gguf(tiny_gguf, "tiny", tmp_path_factory.mktemp("llama_server") / "server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.mark.slow
