@@ -18,7 +18,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +25,11 @@ import tyro
 
 from eval.demo import DemoConfig, demo
 from eval.metrics import cpu_count
+from common import git_commit as _git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_pipeline.jsonl"
 TARGET_S = {"quick": 180.0, "full": 1200.0}
 TARGET_RETENTION = 0.9
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def summarize(report: dict[str, Any], quick: bool) -> dict[str, Any]:

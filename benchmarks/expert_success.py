@@ -16,7 +16,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +27,7 @@ from rich.table import Table
 import envs
 from envs.toytext import run_expert
 from eval.metrics import wilson_interval
+from common import git_commit as _git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "expert_success.jsonl"
 TARGET = 0.99
@@ -45,14 +45,6 @@ class Config:
     """Which seeds: held-out ``test`` (odd) or ``train`` (even)."""
     out: Path = RESULTS
     """JSONL file the results are appended to."""
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def bench_env(env_id: str, n: int, split: str) -> dict[str, Any]:
