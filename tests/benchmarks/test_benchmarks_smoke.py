@@ -1,0 +1,108 @@
+"""Each inference benchmark runs with a tiny budget and appends one well-formed result line.
+
+No timing assertions: the numbers depend on the machine. What is checked is the shape a
+reader of ``benchmarks/results/*.jsonl`` relies on: provenance (date, commit, machine,
+versions), one row per backend/configuration, and counts that follow from the budget.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+pytestmark = pytest.mark.slow
+
+
+def _script(name: str) -> Any:
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of tiny students shared by every script here."""
+    return tmp_path_factory.mktemp("bench_work")
+
+
+def _only_line(results: Path, name: str) -> dict[str, Any]:
+    lines = (results / f"{name}.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert {"date", "commit", "machine", "versions", "config"} <= set(line)
+    assert line["machine"]["cores"] >= 1 and line["machine"]["cpu"]
+    assert line["versions"]["llama_cpp_python"] and line["versions"]["torch"]
+    return line
+
+
+def test_common_interleaves_and_rotates_the_order() -> None:
+    common = _script("common")
+    calls: list[tuple[str, int]] = []
+    times = common.interleaved({n: (lambda r, n=n: calls.append((n, r))) for n in "abc"}, 3)
+    assert calls == [("a", 0), ("b", 0), ("c", 0), ("b", 1), ("c", 1), ("a", 1),
+                     ("c", 2), ("a", 2), ("b", 2)]
+    assert {n: len(t) for n, t in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert common.quantile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+
+
+def test_common_appends_lines(tmp_path: Path) -> None:
+    common = _script("common")
+    common.append_result("x", {"a": 1}, tmp_path)
+    common.append_result("x", {"a": 2}, tmp_path)
+    assert [json.loads(s)["a"] for s in (tmp_path / "x.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_decision_latency(workdir: Path, tmp_path: Path) -> None:
+    m = _script("decision_latency")
+    m.main(m.Config(preset="nano", n_states=2, max_tokens=4, workdir=workdir, results_dir=tmp_path))
+    line = _only_line(tmp_path, "decision_latency")
+    assert set(line["rows"]) == {"hf-fp32", "gguf-f32", "gguf-q8_0", "gguf-q4_k_m"}
+    assert line["rows"]["hf-fp32"]["speedup_vs_hf"] == 1.0
+    for row in line["rows"].values():
+        assert row["mean_gen_tokens"] <= 4 and row["mean_prompt_tokens"] > 50
+        assert 0 < row["p50_ms"] <= row["p95_ms"]
+    assert isinstance(line["target_met"], bool)
+
+
+def test_throughput(workdir: Path, tmp_path: Path) -> None:
+    m = _script("throughput")
+    m.main(m.Config(presets=("nano",), rounds=1, gen_tokens=2, workdir=workdir, results_dir=tmp_path))
+    line = _only_line(tmp_path, "throughput")
+    (preset,) = line["presets"]
+    assert preset["preset"] == "nano" and preset["matmul_params"] > 0 and line["matmul_gflops"] > 0
+    assert set(preset["rows"]) == {"hf-fp32", "gguf-f32", "gguf-q8_0", "gguf-q4_k_m"}
+    for row in preset["rows"].values():
+        assert row["prompt_tok_s"] > 0 and row["gen_tok_s"] > 0
+
+
+def test_agent_steps(workdir: Path, tmp_path: Path) -> None:
+    m = _script("agent_steps")
+    m.main(m.Config(preset="nano", episodes=1, max_steps=2, max_tokens=4, workdir=workdir,
+                    results_dir=tmp_path))
+    line = _only_line(tmp_path, "agent_steps")
+    assert set(line["rows"]) == set(m.CONFIGS)
+    for name, row in line["rows"].items():
+        assert 1 <= row["steps"] <= 2
+        # Only the reusing configurations keep a prefix (after the first step).
+        assert (row["reused_frac"] > 0) == name.startswith("reuse")
+    assert line["rows"]["reuse+grammar"]["valid_frac"] == 1.0  # the grammar admits legal actions only
+    assert set(line["reuse_speedup"]) == {"grammar", "no_grammar"}
+
+
+def test_model_size(workdir: Path, tmp_path: Path) -> None:
+    m = _script("model_size")
+    m.main(m.Config(presets=("nano",), workdir=workdir, results_dir=tmp_path))
+    line = _only_line(tmp_path, "model_size")
+    rows = line["presets"][0]["rows"]
+    assert line["teacher_bytes"] is None and rows["gguf-q8_0"]["vs_teacher"] is None
+    assert rows["gguf-f32"]["bits_per_param"] == pytest.approx(32, abs=1)
+    assert rows["gguf-q4_k_m"]["bytes"] < rows["gguf-q8_0"]["bytes"] < rows["gguf-f32"]["bytes"]
+    with pytest.raises(SystemExit, match="--teacher"):
+        m.run(m.Config(presets=("nano",), teacher="gguf:/nonexistent.gguf", workdir=workdir))
