@@ -1,0 +1,516 @@
+"""``agentkd dagger``: on-policy distillation (DAgger) - the student acts, the teacher corrects.
+
+    agentkd dagger --env frozenlake-8x8 --teacher expert --student micro --iterations 3 \\
+        --episodes 40 --sft-steps 600 --steps 300 --test-episodes 50 --out runs/dagger-8x8
+    agentkd dagger --env tools-single --teacher openai:qwen --base-url http://127.0.0.1:8000/v1 \\
+        --student runs/student/best --traces tools.jsonl --concurrency 16 --out runs/dagger-tools
+
+Iteration 0 is the SFT start: with a preset ``--student`` the teacher alone plays
+``--sft-episodes`` train seeds (beta_0 = 1) and a student is trained on its labels; with a
+checkpoint directory that checkpoint is the start. Iteration i = 1..N:
+
+1. the current student plays ``--episodes`` fresh train seeds under a beta-mixture: at
+   each step, with probability ``beta_i = beta_decay ** i`` the teacher's action is
+   executed, else the student's (seeded per episode, so a rerun repeats it);
+2. in every state visited, the teacher labels the action it would take and why
+   (``distill.relabel``: the expert reads the live state; an LLM teacher is asked through
+   the same prompt format, cached by prompt, ``--concurrency`` threads);
+3. each labelled state becomes one trace line, ``OUT/iter_i/labels.jsonl``: an Episode
+   whose last step is the state (its observation, the teacher's rationale and action,
+   ``valid=True``) after the executed steps before it (the student's actions as the env
+   took them, ``valid=False`` so that ``distill.data`` trains on none of them but rebuilds
+   the history of the prompt from them; only the last ``max(FULL_WINDOW, COMPACT_WINDOW)``
+   steps are kept, which is all a prompt shows). The aggregate is every iteration's file;
+4. the student is trained further (from the previous iteration's best checkpoint) on the
+   aggregate, then plays ``--test-episodes`` held-out test seeds (``eval.evaluate``).
+
+``OUT/state.json`` records each finished phase; every phase also resumes by itself
+(episodes on disk are skipped, training continues from ``last/``, evaluation records are
+reused), so re-running an interrupted command continues in the iteration it was in.
+``OUT/report.json``, ``report.md`` and ``report.png``: the teacher, the SFT-only student
+and every iteration on the same test seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.prompt import COMPACT_WINDOW, FULL_WINDOW, PROMPT_FORMAT, make_context
+from agent.types import Decision, Episode, Policy, Sampling, Step
+from distill.relabel import Label, LabelCache, Pending, Relabeler
+
+log = logging.getLogger(__name__)
+
+#: Executed steps kept before a labelled state: the longest history any prompt shows.
+CONTEXT_STEPS = max(FULL_WINDOW, COMPACT_WINDOW)
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    """On-policy distillation: iterations of student rollouts, teacher labels, training."""
+
+    env: str = "frozenlake-4x4"
+    """Env id, or several separated by commas (episodes are per env)."""
+    teacher: str = "expert"
+    """Teacher policy spec: expert | openai:MODEL | gguf:PATH | hf:PATH."""
+    student: str = "micro"
+    """The SFT start: a size preset (trained first on teacher rollouts) or a student directory."""
+    traces: str = ""
+    """Extra trace files in every iteration's training data (e.g. the SFT data of --student PATH)."""
+    out: str = "runs/dagger"
+    """Run directory (state, labels, students, evaluation, report)."""
+    iterations: int = 3
+    """DAgger iterations after the SFT start."""
+    beta_decay: float = 0.5
+    """beta_i = beta_decay ** i: probability that the teacher's action is executed in iteration i."""
+    episodes: int = 20
+    """Rollouts on fresh train seeds per env and iteration."""
+    sft_episodes: int = 0
+    """Teacher rollouts per env for the SFT start of a preset student (0: --episodes)."""
+    sft_steps: int = 300
+    """Optimizer steps of the SFT start (preset students)."""
+    steps: int = 150
+    """Optimizer steps per DAgger iteration (continuing from the previous student)."""
+    batch_size: int = 16
+    """Examples per optimizer step."""
+    lr: float = 2e-3
+    """Peak learning rate."""
+    warmup: int = 20
+    """Warmup steps of each training run."""
+    vocab_size: int = 2048
+    """Tokenizer size of a preset student."""
+    action_only: bool = False
+    """Train on the teacher's actions only (no rationales): shorter completions, faster rollouts."""
+    val_frac: float = 0.05
+    """Labelled states held out for validation (best-checkpoint choice)."""
+    kd: Literal["none", "forward", "reverse", "jsd"] = "none"
+    """Token-level loss on the labels: with an hf: teacher (same tokenizer) or --top-logprobs."""
+    top_logprobs: int = 0
+    """Top-k log-probabilities the teacher records per label token (for --kd without hf:)."""
+    test_episodes: int = 20
+    """Held-out test seeds per env for every student and the teacher."""
+    max_steps: int = 0
+    """Cap on steps per episode in rollouts and evaluation (0: the env's own limit)."""
+    max_tokens: int = 96
+    """Cap on generated tokens per decision (student, LLM teacher)."""
+    concurrency: int = 1
+    """Threads labelling states of an LLM teacher (each with its own policy)."""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint of an openai: teacher (default: OPENAI_BASE_URL)."""
+    api_key: str | None = None
+    """API key of an openai: teacher (default: OPENAI_API_KEY)."""
+    prompt_variant: str | None = None
+    """Prompt variant of an openai: teacher (full | compact)."""
+    grammar: bool = False
+    """openai: teachers served by llama.cpp: constrain answers to legal actions."""
+    n_threads: int | None = None
+    """CPU threads of local models."""
+    seed: int = 0
+    """Seed of the beta-mixture draws and of training."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+def beta_schedule(iteration: int, decay: float) -> float:
+    """beta_i = decay ** i (beta_0 = 1: the SFT start is the teacher alone)."""
+    if iteration < 0 or not 0.0 <= decay <= 1.0:
+        raise ValueError(f"beta schedule: expected iteration >= 0 and decay in [0, 1], got {iteration}, {decay}")
+    return 1.0 if iteration == 0 else decay ** iteration
+
+
+def episode_rng(seed: int, iteration: int, env_id: str, env_seed: int) -> random.Random:
+    """The beta-mixture's draws for one rollout (the same on a rerun)."""
+    return random.Random(zlib.crc32(f"{seed}:{iteration}:{env_id}:{env_seed}".encode()))
+
+
+@dataclass
+class Rollout:
+    """One mixed-control episode: what was executed and the labelled states it produced."""
+
+    executed: Episode
+    labelled: list[Episode]
+    teacher_steps: int = 0
+    invalid_labels: int = 0
+
+
+def rollout(env: Any, seed: int, relabeler: Relabeler, student: Policy | None, beta: float,
+            rng: random.Random, *, max_steps: int = 0, env_options: dict[str, Any] | None = None) -> Rollout:
+    """Play one episode under the beta-mixture and label every state with the teacher.
+
+    Args:
+        env: a ``TextEnv``.
+        seed: the reset seed.
+        relabeler: the teacher.
+        student: the student policy (None only with ``beta == 1``).
+        beta: probability of executing the teacher's action at each step (one draw a step).
+        rng: the draws.
+        max_steps: cap on steps (0: the env's own limit).
+        env_options: the options ``env`` was made with (kept in the records).
+    """
+    if student is None and beta < 1.0:
+        raise ValueError(f"rollout: beta={beta} < 1 needs a student")
+    obs, info = env.reset(seed=seed)
+    relabeler.reset(env)
+    if student is not None:
+        student.reset(env)
+    mix = f"dagger(beta={beta:.3g}):{student.spec if student is not None else relabeler.policy.spec}"
+    ep = Episode(env_id=env.env_id, seed=seed, teacher=mix, prompt_format=PROMPT_FORMAT,
+                 env_options=dict(env_options or {}))
+    history: list[tuple[str, str]] = []
+    labels: list[Label | Pending | None] = []
+    n_teacher = 0
+    done = False
+    t0 = time.perf_counter()
+    while not done:
+        teacher_acts = rng.random() < beta
+        ctx = relabeler.context(env, obs, info, history)
+        label: Label | Pending | None
+        if relabeler.reads_state or teacher_acts:
+            label = relabeler.label_now(env, obs, info, history)
+        else:
+            label = Pending(env.env_id, seed, ctx, dict(env_options or {}))
+        if teacher_acts:
+            n_teacher += 1
+            d = Decision(label.rationale, label.action, label.raw) if isinstance(label, Label) else \
+                Decision("", "", error=f"teacher {relabeler.teacher} gave no answer")
+        else:
+            assert student is not None
+            d = _act(student, make_context(env, obs, info, history, student.prompt_variant))
+        if d.error:
+            ep.error = d.error
+            break
+        labels.append(label)
+        next_obs, reward, term, trunc, info = env.step(d.action)
+        ep.steps.append(Step(observation=obs, legal_actions=list(ctx.legal_actions), rationale=d.rationale,
+                             action=d.action, raw=d.raw, valid=not info.get("invalid_action", False),
+                             reward=float(reward)))
+        ep.total_return += float(reward)
+        history.append((obs, d.action))
+        obs = next_obs
+        done = term or trunc or (max_steps > 0 and len(ep.steps) >= max_steps)
+        ep.terminated, ep.truncated = bool(term), bool(trunc) or (done and not term)
+    ep.success = bool(info.get("success", False)) and ep.error is None
+    ep.timings = {"total_s": time.perf_counter() - t0}
+    # LLM teachers label the states the student chose in, all at once, concurrently.
+    pending = [i for i, x in enumerate(labels) if isinstance(x, Pending)]
+    for i, lab in zip(pending, relabeler.label_many([labels[i] for i in pending])):  # type: ignore[misc]
+        labels[i] = lab
+    out = Rollout(executed=ep, labelled=[], teacher_steps=n_teacher)
+    for t, lab in enumerate(labels):
+        if not isinstance(lab, Label):
+            continue  # the backend failed: nothing to learn here
+        if not lab.action.strip():
+            out.invalid_labels += 1
+            continue
+        out.labelled.append(labelled_state(ep, t, lab, relabeler))
+    return out
+
+
+def labelled_state(ep: Episode, t: int, label: Label, relabeler: Relabeler) -> Episode:
+    """Step ``t`` of ``ep`` as one trace line: the executed steps before it (``valid=False``:
+    history only) and the state with the teacher's label as its one training target."""
+    context = [dataclasses.replace(s, valid=False, rationale="", raw="", top_logprobs=None)
+               for s in ep.steps[max(0, t - CONTEXT_STEPS):t]]
+    state = ep.steps[t]
+    target = Step(observation=state.observation, legal_actions=list(state.legal_actions),
+                  rationale=label.rationale, action=label.action, raw=label.raw, valid=True, reward=0.0,
+                  prompt_tokens=label.prompt_tokens, completion_tokens=label.completion_tokens,
+                  top_logprobs=label.top_logprobs)
+    return Episode(env_id=ep.env_id, seed=ep.seed, teacher=relabeler.policy.spec, prompt_format=PROMPT_FORMAT,
+                   steps=[*context, target], success=ep.success, env_options=dict(ep.env_options),
+                   sampling=dict(relabeler._sampling), timings={"dagger_step": float(t)})
+
+
+def _act(policy: Policy, context: Any) -> Decision:
+    try:
+        return policy.act(context)
+    except Exception as e:  # noqa: BLE001 - a failing backend stops the episode, not the run
+        log.exception("%s: act() raised", policy.spec)
+        return Decision(rationale="", action="", error=f"{type(e).__name__}: {e}")
+
+
+# --------------------------------------------------------------------------- the run
+def dagger(cfg: DaggerConfig, *, teacher_factory: Any = None) -> dict[str, Any]:
+    """Run (or resume) DAgger as ``cfg`` says; returns the report (also ``OUT/report.json``).
+
+    Args:
+        cfg: the run's config.
+        teacher_factory: builds the teacher from its spec (tests pass a counting one);
+            default ``agent.policies.load_policy`` with the config's options.
+    """
+    from distill.traces import write_json_atomic
+
+    env_ids = _validate(cfg)
+    out = Path(cfg.out)
+    state = _load_state(cfg, out)
+    factory = teacher_factory or _teacher_factory(cfg)
+    relabeler = Relabeler(cfg.teacher, factory, cache=LabelCache(out / "label_cache.jsonl"),
+                          concurrency=cfg.concurrency)
+    preset = _is_preset(cfg.student)
+    student_dir: str | None = None if preset else cfg.student
+    files = [p.strip() for p in cfg.traces.split(",") if p.strip()]
+
+    def phase(name: str, fn: Any) -> Any:
+        if name not in state["done"]:
+            t0 = time.perf_counter()
+            state["results"][name] = fn()
+            state.setdefault("seconds", {})[name] = round(time.perf_counter() - t0, 2)
+            state["done"].append(name)
+            write_json_atomic(out / STATE_FILE, state)
+        return state["results"][name]
+
+    rows: list[dict[str, Any]] = []
+    for i in range(cfg.iterations + 1):
+        beta = beta_schedule(i, cfg.beta_decay)
+        it = out / f"iter_{i}"
+        row: dict[str, Any] = {"iteration": i, "beta": beta}
+        if i > 0 or preset:
+            n = _episodes(cfg, i)
+            row.update(phase(f"{i}:collect", lambda: _collect(cfg, env_ids, i, beta, n, relabeler, student_dir, it)))
+            files.append(str(it / "labels.jsonl"))
+            student_dir = phase(f"{i}:train", lambda: _train(cfg, i, files, student_dir, it))
+        row.update(states_total=sum(_count_lines(f) for f in files), student=student_dir)
+        row.update(phase(f"{i}:eval", lambda: _success(cfg, f"hf:{student_dir}", env_ids, out)))
+        rows.append(row)
+    teacher = phase("teacher:eval", lambda: _success(cfg, relabeler.policy.spec, env_ids, out))
+    relabeler.cache.close()
+    report = _report(cfg, rows, teacher, relabeler)
+    write_json_atomic(out / "report.json", report)
+    _write_markdown(report, out)
+    return report
+
+
+def _validate(cfg: DaggerConfig) -> list[str]:
+    from eval.evaluate import parse_env_list
+
+    env_ids = parse_env_list(cfg.env)
+    for name in ("iterations", "episodes", "test_episodes", "steps", "batch_size", "concurrency"):
+        low = 0 if name == "iterations" else 1
+        if getattr(cfg, name) < low:
+            raise ValueError(f"--{name.replace('_', '-')}: expected >= {low}, got {getattr(cfg, name)}")
+    beta_schedule(0, cfg.beta_decay)
+    if not _is_preset(cfg.student) and not (Path(cfg.student) / "config.json").is_file():
+        raise ValueError(f"--student: expected a preset (nano, micro, small) or a student directory "
+                         f"with config.json, got {cfg.student!r}")
+    return env_ids
+
+
+def _episodes(cfg: DaggerConfig, i: int) -> int:
+    """Rollouts per env in iteration ``i`` (the SFT start may use more)."""
+    return (cfg.sft_episodes or cfg.episodes) if i == 0 else cfg.episodes
+
+
+def _is_preset(student: str) -> bool:
+    from distill.student import PRESETS
+
+    return student in PRESETS
+
+
+#: Fields that must not change when a run is resumed (they define its data and students).
+_FIXED = ("env", "teacher", "student", "traces", "beta_decay", "episodes", "sft_episodes", "sft_steps",
+          "steps", "seed", "max_steps", "kd", "action_only", "top_logprobs", "test_episodes")
+
+
+def _load_state(cfg: DaggerConfig, out: Path) -> dict[str, Any]:
+    from distill.traces import write_json_atomic
+
+    path = out / STATE_FILE
+    if path.is_file():
+        state = json.loads(path.read_text(encoding="utf-8"))
+        diff = [f"{k}: {state['config'].get(k)!r} on disk, {getattr(cfg, k)!r} now" for k in _FIXED
+                if state["config"].get(k) != getattr(cfg, k)]
+        if diff:
+            raise ValueError(f"{out}: a DAgger run with another config ({'; '.join(diff)}); "
+                             "use another --out or the same settings to resume")
+        log.info("%s: resuming after %s", out, state["done"][-1] if state["done"] else "nothing")
+        state["config"] = dataclasses.asdict(cfg)  # e.g. more --iterations
+        return state
+    state = {"config": dataclasses.asdict(cfg), "done": [], "results": {}}
+    write_json_atomic(path, state)
+    return state
+
+
+def _teacher_factory(cfg: DaggerConfig) -> Any:
+    from agent.policies import load_policy
+
+    kw: dict[str, Any] = {"sampling": Sampling(max_tokens=cfg.max_tokens, seed=cfg.seed,
+                                               top_logprobs=cfg.top_logprobs),
+                          "base_url": cfg.base_url, "api_key": cfg.api_key, "n_threads": cfg.n_threads}
+    if cfg.prompt_variant is not None:
+        kw["prompt_variant"] = cfg.prompt_variant
+    if cfg.grammar:
+        kw["grammar"] = True
+    return lambda spec: load_policy(spec, **kw)
+
+
+def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int, relabeler: Relabeler,
+             student_dir: str | None, it: Path) -> dict[str, Any]:
+    """Iteration ``i``'s rollouts on ``n`` fresh train seeds per env, appended episode by
+    episode (labels first, then the executed episode: an episode is done once it is in
+    ``rollouts.jsonl``; labels of an unfinished one are dropped on resume)."""
+    import envs
+    from agent.policies import load_policy
+    from distill.traces import TraceWriter, iter_traces, repair_torn_tail
+
+    labels_path, rollouts_path = it / "labels.jsonl", it / "rollouts.jsonl"
+    done: set[tuple[str, int]] = set()
+    if rollouts_path.is_file():
+        repair_torn_tail(rollouts_path)
+        done = {(e.env_id, e.seed) for e in iter_traces(rollouts_path)}
+    if labels_path.is_file():
+        repair_torn_tail(labels_path)
+        keep = [e for e in iter_traces(labels_path) if (e.env_id, e.seed) in done]
+        _rewrite(labels_path, keep)
+    student = None
+    if beta < 1.0:
+        student = load_policy(f"hf:{student_dir}", sampling=Sampling(max_tokens=cfg.max_tokens),
+                              n_threads=cfg.n_threads)
+    start = sum(_episodes(cfg, j) for j in range(i))
+    calls0 = relabeler.stats.calls
+    with TraceWriter(labels_path) as lw, TraceWriter(rollouts_path) as rw:
+        for env_id in env_ids:
+            env = envs.make(env_id)
+            for seed in envs.seeds(env_id, "train", n, start):
+                if (env_id, seed) in done:
+                    continue
+                r = rollout(env, seed, relabeler, student, beta, episode_rng(cfg.seed, i, env_id, seed),
+                            max_steps=cfg.max_steps)
+                for line in r.labelled:
+                    lw.write(line)
+                rw.write(r.executed)
+    executed = list(iter_traces(rollouts_path))
+    return {"rollout_success": sum(e.success for e in executed) / max(1, len(executed)),
+            "states_new": _count_lines(labels_path), "teacher_calls": relabeler.stats.calls - calls0}
+
+
+def _rewrite(path: Path, episodes: list[Episode]) -> None:
+    import os
+
+    from distill.traces import episode_to_line
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(episode_to_line(e) for e in episodes), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _count_lines(path: str | Path) -> int:
+    p = Path(path)
+    return sum(1 for line in p.open(encoding="utf-8") if line.strip()) if p.is_file() else 0
+
+
+def _train(cfg: DaggerConfig, i: int, files: list[str], student_dir: str | None, it: Path) -> str:
+    """Train on the aggregate: a fresh preset student at i == 0, else continue from the
+    previous iteration's best checkpoint (same prompt variant and tokenizer)."""
+    from distill.student import read_meta
+    from distill.train import STATE_FILE as TRAIN_STATE, train
+    from distill.train_config import TrainConfig
+
+    out = it / "student"
+    kd_teacher = cfg.teacher if cfg.kd != "none" and cfg.teacher.startswith("hf:") else ""
+    base = cfg.student if student_dir is None else student_dir
+    variant = None if student_dir is None else read_meta(student_dir).get("prompt_variant")
+    tc = TrainConfig(traces=",".join(files), student=base, out=str(out), prompt_variant=variant,
+                     vocab_size=cfg.vocab_size, kd=cfg.kd, teacher=kd_teacher,
+                     steps=cfg.sft_steps if student_dir is None else cfg.steps, batch_size=cfg.batch_size,
+                     lr=cfg.lr, warmup=cfg.warmup, val_frac=cfg.val_frac, action_only=cfg.action_only,
+                     eval_every=max(1, (cfg.sft_steps if student_dir is None else cfg.steps) // 3),
+                     resume=(out / "last" / TRAIN_STATE).is_file(), seed=cfg.seed + i, progress=cfg.progress)
+    return str(train(tc))
+
+
+def _success(cfg: DaggerConfig, spec: str, env_ids: list[str], out: Path) -> dict[str, Any]:
+    """Held-out success of ``spec`` on the test seeds (records reused on resume)."""
+    from eval.evaluate import RunOptions, eval_seeds, run_policies
+    from eval.metrics import wilson_interval
+
+    opts = RunOptions(workers=0, max_tokens=cfg.max_tokens, base_url=cfg.base_url, api_key=cfg.api_key,
+                      n_threads=cfg.n_threads, prompt_variant=cfg.prompt_variant,
+                      max_steps=cfg.max_steps or None, grammar=cfg.grammar, progress=cfg.progress)
+    eps = run_policies([spec], eval_seeds(env_ids, cfg.test_episodes), out / "eval", opts)
+    ok, n = sum(e.success for e in eps), len(eps)
+    per_env = {e: sum(x.success for x in eps if x.env_id == e) / max(1, sum(x.env_id == e for x in eps))
+               for e in env_ids}
+    return {"success": ok / max(1, n), "ci95": list(wilson_interval(ok, n)), "n": n, "per_env": per_env}
+
+
+def _report(cfg: DaggerConfig, rows: list[dict[str, Any]], teacher: dict[str, Any],
+            relabeler: Relabeler) -> dict[str, Any]:
+    s0, st = rows[0]["success"], teacher["success"]
+    for r in rows:
+        r["gap_closed"] = (r["success"] - s0) / (st - s0) if st > s0 else None
+    return {"config": dataclasses.asdict(cfg), "teacher": {"spec": relabeler.policy.spec, **teacher},
+            "iterations": rows, "label_cache_entries": len(relabeler.cache)}
+
+
+def report_table(report: dict[str, Any]) -> str:
+    """The report as a markdown table: teacher, SFT start, every iteration."""
+    lines = ["| policy | beta | success | 95% CI | gap closed | labelled states |", "|---|---|---|---|---|---|"]
+    t = report["teacher"]
+    lines.append(f"| teacher {t['spec']} | | {t['success']:.1%} | {t['ci95'][0]:.2f}-{t['ci95'][1]:.2f} | | |")
+    for r in report["iterations"]:
+        name = "SFT start" if r["iteration"] == 0 else f"DAgger iteration {r['iteration']}"
+        gap = "" if r.get("gap_closed") is None else f"{r['gap_closed']:.0%}"
+        lines.append(f"| {name} | {r['beta']:.3g} | {r['success']:.1%} | {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f} "
+                     f"| {gap} | {r['states_total']} |")
+    return "\n".join(lines)
+
+
+def _write_markdown(report: dict[str, Any], out: Path) -> None:
+    import os
+
+    cfg = report["config"]
+    text = (f"# DAgger on {cfg['env']} (teacher {cfg['teacher']}, student {cfg['student']})\n\n"
+            f"Success on {report['iterations'][0]['n']} held-out test episodes.\n\n{report_table(report)}\n")
+    tmp = out / "report.md.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out / "report.md")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    xs = [r["iteration"] for r in report["iterations"]]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(xs, [r["success"] for r in report["iterations"]], "o-", label="student")
+    ax.fill_between(xs, [r["ci95"][0] for r in report["iterations"]],
+                    [r["ci95"][1] for r in report["iterations"]], alpha=0.2)
+    ax.axhline(report["teacher"]["success"], color="k", ls="--", label="teacher")
+    ax.set(xlabel="DAgger iteration (0: SFT only)", ylabel="test success", ylim=(-0.02, 1.02), xticks=xs)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "report.png", dpi=100)
+    plt.close(fig)
+
+
+def cli(argv: list[str]) -> int:
+    """``agentkd dagger``: parse DaggerConfig and run it."""
+    import tyro
+    from transformers.utils import logging as hf_logging
+
+    from distill.data import DataError
+
+    cfg = tyro.cli(DaggerConfig, args=argv, prog="agentkd dagger")
+    hf_logging.disable_progress_bar()
+    try:
+        report = dagger(cfg)
+    except (DataError, ValueError) as e:
+        print(f"agentkd dagger: {e}")
+        return 2
+    print(report_table(report))
+    print(f"report: {Path(cfg.out) / 'report.md'}")
+    return 0
+
+
+__all__ = ["DaggerConfig", "Rollout", "beta_schedule", "cli", "dagger", "episode_rng", "labelled_state",
+           "rollout", "LabelCache", "Relabeler"]

@@ -1,0 +1,262 @@
+"""DAgger: the beta schedule and mixture, relabelling through the cache, aggregation over
+iterations, interrupt + resume, and ``agentkd dagger`` end to end on a nano student."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import envs
+from agent.prompt import chat_text, render_messages
+from agent.types import Decision
+from distill import dagger as dg
+from distill import data
+from distill.relabel import LabelCache, Relabeler
+from distill.traces import read_traces
+
+ENV = "frozenlake-4x4"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ScriptedStudent:
+    """A student that always answers ``action`` (and can be told to die on its n-th call)."""
+
+    prompt_variant = "compact"
+
+    def __init__(self, action: str = "up", die_at: int = 0, spec: str = "hf:scripted") -> None:
+        self.spec, self.action, self.die_at, self.calls = spec, action, die_at, 0
+
+    def reset(self, env) -> None:
+        pass
+
+    def act(self, context) -> Decision:
+        self.calls += 1
+        if self.die_at and self.calls >= self.die_at:
+            raise KeyboardInterrupt  # like Ctrl-C in the middle of an episode
+        return Decision("student says so", self.action, f"Thought: student says so\nAction: {self.action}")
+
+
+class CountingTeacher:
+    """A prompt-reading teacher: its answer depends on the prompt only; counts its calls."""
+
+    spec = "counting"
+    prompt_variant = "compact"
+
+    def __init__(self, prompts: list[str], fail: list[int] | None = None) -> None:
+        self.prompts, self.fail = prompts, fail if fail is not None else [0]  # shared by threads
+
+    def reset(self, env) -> None:
+        pass
+
+    def act(self, context) -> Decision:
+        self.prompts.append(chat_text(render_messages(context, "compact")))
+        if self.fail[0]:
+            self.fail[0] -= 1
+            return Decision("", "", error="HTTP 500 after 3 retries")
+        return Decision("go down", "down", "Thought: go down\nAction: down")
+
+
+def expert_relabeler(**kw) -> Relabeler:
+    from agent.policies import load_policy
+
+    return Relabeler("expert", lambda spec: load_policy(spec), **kw)
+
+
+# ------------------------------------------------------------------ beta schedule and mixture
+def test_beta_schedule_decays_from_one():
+    assert [dg.beta_schedule(i, 0.5) for i in range(4)] == [1.0, 0.5, 0.25, 0.125]
+    assert [dg.beta_schedule(i, 0.0) for i in range(3)] == [1.0, 0.0, 0.0]  # pure DAgger after SFT
+    with pytest.raises(ValueError, match="decay in"):
+        dg.beta_schedule(1, 1.5)
+
+
+def test_beta_one_executes_the_teacher_and_beta_zero_the_student():
+    env, student = envs.make(ENV), ScriptedStudent("up")
+    teacher_run = dg.rollout(env, 0, expert_relabeler(), student, 1.0, random.Random(0))
+    assert teacher_run.executed.success and student.calls == 0
+    assert [s.action for s in teacher_run.executed.steps] == [ep.steps[-1].action for ep in teacher_run.labelled]
+
+    student_run = dg.rollout(env, 0, expert_relabeler(), student, 0.0, random.Random(0), max_steps=6)
+    assert [s.action for s in student_run.executed.steps] == ["up"] * 6 and student.calls == 6
+    assert not student_run.executed.success and student_run.teacher_steps == 0
+    labels = [ep.steps[-1] for ep in student_run.labelled]
+    assert len(labels) == 6 and all(s.valid and s.action in ("down", "right") for s in labels)
+    # The labelled state's history is what the student did; only the label is a target.
+    last = student_run.labelled[-1]
+    assert [s.action for s in last.steps[:-1]] == ["up"] * 5 and not any(s.valid for s in last.steps[:-1])
+    (example,) = data.episode_examples(last, "compact")
+    assert example.action == labels[-1].action
+    assert "Recent actions: up | up | up | up" in example.prompt
+
+
+def test_mixture_is_seeded_and_mixes_both():
+    def run(seed):
+        return dg.rollout(envs.make(ENV), 2, expert_relabeler(), ScriptedStudent("left"), 0.5,
+                          dg.episode_rng(0, 1, ENV, seed), max_steps=12)
+
+    a, b = run(2), run(2)
+    acts = [s.action for s in a.executed.steps]
+    assert acts == [s.action for s in b.executed.steps]
+    assert 0 < a.teacher_steps < len(acts) and "left" in acts and set(acts) - {"left"}
+
+
+def test_long_history_keeps_only_the_window_a_prompt_shows():
+    run = dg.rollout(envs.make(ENV), 0, expert_relabeler(), ScriptedStudent("up"), 0.0, random.Random(0),
+                     max_steps=15)
+    assert max(len(ep.steps) for ep in run.labelled) == dg.CONTEXT_STEPS + 1
+    assert run.labelled[-1].timings["dagger_step"] == 14.0
+
+
+# ------------------------------------------------------------------ relabelling and the cache
+def test_relabel_asks_the_teacher_once_per_distinct_state(tmp_path):
+    prompts: list[str] = []
+    cache = LabelCache(tmp_path / "cache.jsonl")
+    relabeler = Relabeler("counting", lambda spec: CountingTeacher(prompts), cache=cache)
+    assert not relabeler.reads_state
+    env = envs.make(ENV)
+    run = dg.rollout(env, 0, relabeler, ScriptedStudent("up"), 0.0, random.Random(0), max_steps=10)
+    # Bumping into the top edge repeats the state once the 4-action window is full.
+    assert len(run.labelled) == 10 and len(prompts) == len(set(prompts)) == 5
+    assert relabeler.stats.calls == 5 and relabeler.stats.cache_hits == 5
+    dg.rollout(env, 0, relabeler, ScriptedStudent("up"), 0.0, random.Random(0), max_steps=10)
+    assert len(prompts) == 5  # the same episode again is free
+    cache.close()
+    # ...and so is a resumed run, which reads the cache file.
+    again = Relabeler("counting", lambda spec: CountingTeacher(prompts), cache=LabelCache(tmp_path / "cache.jsonl"),
+                      concurrency=2)
+    run2 = dg.rollout(env, 0, again, ScriptedStudent("up"), 0.0, random.Random(0), max_steps=10)
+    assert len(prompts) == 5 and again.stats.cache_hits == 10
+    assert [e.steps[-1].action for e in run2.labelled] == ["down"] * 10
+
+
+def test_failed_teacher_call_leaves_the_state_unlabelled_and_uncached():
+    prompts: list[str] = []
+    fail = [1]
+    relabeler = Relabeler("counting", lambda spec: CountingTeacher(prompts, fail), concurrency=3)
+    run = dg.rollout(envs.make(ENV), 0, relabeler, ScriptedStudent("up"), 0.0, random.Random(0), max_steps=3)
+    assert relabeler.stats.errors == 1 and len(run.labelled) == 2
+    run = dg.rollout(envs.make(ENV), 0, relabeler, ScriptedStudent("up"), 0.0, random.Random(0), max_steps=3)
+    assert len(run.labelled) == 3 and relabeler.stats.calls == 4  # the failed one was asked again
+
+
+# ------------------------------------------------------------------ the run: aggregation, resume
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Training and evaluation replaced by records of their calls; hf: students scripted."""
+    calls = {"train": [], "success": [], "students": []}
+
+    def fake_train(cfg, i, files, student_dir, it):
+        calls["train"].append((i, list(files), student_dir))
+        return f"students/{i}"
+
+    def fake_success(cfg, spec, env_ids, out):
+        calls["success"].append(spec)
+        return {"success": 1.0 if spec == "expert" else 0.25 * len(calls["success"]), "ci95": [0.0, 1.0],
+                "n": cfg.test_episodes, "per_env": {}}
+
+    def fake_load_policy(spec, **kw):
+        student = calls["make_student"](spec)
+        calls["students"].append(student)
+        return student
+
+    calls["make_student"] = lambda spec: ScriptedStudent("up", spec=spec)
+    import agent.policies
+
+    monkeypatch.setattr(dg, "_train", fake_train)
+    monkeypatch.setattr(dg, "_success", fake_success)
+    monkeypatch.setattr(agent.policies, "load_policy", fake_load_policy)
+    return calls
+
+
+def _cfg(out, **kw):
+    base = dict(env=ENV, student="nano", out=str(out), iterations=2, episodes=3, sft_episodes=2,
+                test_episodes=4, max_steps=5, progress=False)
+    return dg.DaggerConfig(**{**base, **kw})
+
+
+def test_aggregate_grows_and_keeps_every_iteration(tmp_path, fake_training):
+    from agent.policies.expert import ExpertPolicy
+
+    report = dg.dagger(_cfg(tmp_path), teacher_factory=lambda spec: ExpertPolicy())
+    label_files = [str(tmp_path / f"iter_{i}" / "labels.jsonl") for i in range(3)]
+    assert fake_training["train"] == [(0, label_files[:1], None), (1, label_files[:2], "students/0"),
+                                      (2, label_files[:3], "students/1")]
+    counts = [len(read_traces(f)) for f in label_files]
+    rows = report["iterations"]
+    assert [r["states_total"] for r in rows] == [counts[0], counts[0] + counts[1], sum(counts)]
+    assert [r["beta"] for r in rows] == [1.0, 0.5, 0.25] and counts[1] > 0
+    # Iteration 0 is the teacher alone on 2 seeds; later ones use fresh train seeds.
+    seeds = [sorted({e.seed for e in read_traces(f)}) for f in label_files]
+    assert seeds == [[0, 2], [4, 6, 8], [10, 12, 14]]
+    assert all(e.teacher == "expert" and e.steps[-1].valid for e in read_traces(label_files[1]))
+    assert report["teacher"]["success"] == 1.0 and rows[0]["gap_closed"] == 0.0
+    assert rows[2]["gap_closed"] == pytest.approx((0.75 - 0.25) / (1.0 - 0.25))
+    assert (tmp_path / "report.md").read_text().count("DAgger iteration") == 2
+    assert (tmp_path / "report.png").stat().st_size > 0
+
+
+def test_interrupted_iteration_resumes_where_it_stopped(tmp_path, fake_training):
+    from agent.policies.expert import ExpertPolicy
+
+    def factory(spec):
+        return ExpertPolicy()
+
+    dg.dagger(_cfg(tmp_path / "whole"), teacher_factory=factory)
+    # Die in iteration 1 (beta 0.5: the student acts in about half of the steps).
+    fake_training["make_student"] = lambda spec: ScriptedStudent("up", die_at=7, spec=spec)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        dg.dagger(_cfg(out), teacher_factory=factory)
+    state = json.loads((out / "state.json").read_text())
+    assert state["done"] == ["0:collect", "0:train", "0:eval"]
+    done = [e.seed for e in read_traces(out / "iter_1" / "rollouts.jsonl")]
+    assert done in ([4], [4, 6])
+    # A torn write: labels of an episode whose rollout line never came.
+    stray = read_traces(out / "iter_1" / "labels.jsonl")[0]
+    stray.seed = 8
+    from distill.traces import TraceWriter
+
+    with TraceWriter(out / "iter_1" / "labels.jsonl") as w:
+        w.write(stray)
+    fake_training["make_student"] = lambda spec: ScriptedStudent("up", spec=spec)
+    fake_training["train"].clear()
+    dg.dagger(_cfg(out), teacher_factory=factory)
+    assert [t[0] for t in fake_training["train"]] == [1, 2]  # iteration 0 was not trained again
+    for i in range(3):
+        whole = (tmp_path / "whole" / f"iter_{i}" / "labels.jsonl").read_text()
+        assert (out / f"iter_{i}" / "labels.jsonl").read_text() == whole
+    with pytest.raises(ValueError, match="another config"):
+        dg.dagger(_cfg(out, episodes=4), teacher_factory=factory)
+
+
+# ------------------------------------------------------------------ the CLI, a real nano student
+@pytest.mark.slow
+def test_agentkd_dagger_cli_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "agent.cli", "dagger", "--env", ENV, "--student", "nano", "--iterations", "1",
+            "--sft-episodes", "3", "--episodes", "1", "--sft-steps", "3", "--steps", "2", "--batch-size", "4",
+            "--warmup", "1", "--vocab-size", "400", "--test-episodes", "1", "--max-steps", "3",
+            "--max-tokens", "8", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "DAgger iteration 1" in done.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert [r["iteration"] for r in report["iterations"]] == [0, 1]
+    assert report["teacher"]["success"] == 1.0 and report["teacher"]["n"] == 1
+    assert (Path(report["iterations"][1]["student"]) / "config.json").is_file()
+    state = json.loads((out / "state.json").read_text())
+    assert state["done"][-1] == "teacher:eval" and len(state["done"]) == 7
+    # Run again: everything is on disk, nothing is redone.
+    again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and json.loads((out / "report.json").read_text())["iterations"] == \
+        report["iterations"]
+    bad = subprocess.run([*args[:5], "--student", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--student: expected a preset" in bad.stdout
