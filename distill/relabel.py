@@ -1,4 +1,5 @@
-"""Teacher labels for states a student visited (the "expert correction" step of DAgger).
+"""Teacher labels for states a student visited (the "expert correction" step of DAgger),
+and the mixed-control rollouts that visit them.
 
     from distill.relabel import LabelCache, Relabeler
     relabeler = Relabeler("openai:qwen", load_kwargs, cache=LabelCache("run/labels.jsonl"))
@@ -20,6 +21,10 @@ Two kinds of teacher:
 
 A backend failure (``Decision.error``) leaves the state unlabelled and uncached, so a rerun
 asks again; an unparseable answer is cached (it was paid for) and counted as invalid.
+
+``rollout`` plays one episode under the beta-mixture (teacher's or student's action
+executed, one seeded draw a step) and turns every labelled state into one trace line
+(``labelled_state``; the layout is described in ``distill.dagger``).
 """
 
 from __future__ import annotations
@@ -28,17 +33,24 @@ import hashlib
 import json
 import logging
 import os
+import random
 import threading
+import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.prompt import chat_text, make_context, render_messages
-from agent.types import Context, Decision, Policy
+from agent.prompt import COMPACT_WINDOW, FULL_WINDOW, PROMPT_FORMAT, chat_text, make_context, render_messages
+from agent.types import Context, Decision, Episode, Policy, Step
 
 log = logging.getLogger(__name__)
+
+#: Executed steps kept before a labelled state: the longest history any prompt shows.
+CONTEXT_STEPS = max(FULL_WINDOW, COMPACT_WINDOW)
 
 #: Builds a teacher policy from its spec (``agent.policies.load_policy`` with fixed kwargs).
 PolicyFactory = Callable[[str], Policy]
@@ -182,7 +194,9 @@ class Relabeler:
         prompt = chat_text(render_messages(context, self.prompt_variant))
         return LabelCache.key(self.policy.spec, self._sampling, prompt)
 
-    def _ask(self, policy: Policy, context: Context) -> Label | None:
+    def _ask(self, get_policy: Callable[[], Policy], context: Context) -> Label | None:
+        """The label of ``context`` from the cache, else from ``get_policy()`` (called only
+        on a miss, so a hit costs no env and no reset)."""
         if not self.reads_state:
             key = self._key(context)
             hit = self.cache.get(key)
@@ -191,7 +205,7 @@ class Relabeler:
                     self.stats.cache_hits += 1
                 return Label(**{**asdict(hit), "cached": True})
         try:
-            decision = policy.act(context)
+            decision = get_policy().act(context)
         except Exception as e:  # noqa: BLE001 - a failing backend leaves the state unlabelled
             decision = Decision(rationale="", action="", error=f"{type(e).__name__}: {e}")
         with self._lock:
@@ -208,7 +222,7 @@ class Relabeler:
     def label_now(self, env: Any, obs: str, info: dict[str, Any],
                   history: list[tuple[str, str]]) -> Label | None:
         """The teacher's label for the env's current state (None if the backend failed)."""
-        return self._ask(self.policy, self.context(env, obs, info, history))
+        return self._ask(lambda: self.policy, self.context(env, obs, info, history))
 
     def label_many(self, pending: list[Pending]) -> list[Label | None]:
         """Labels of states recorded earlier (LLM teachers only: the expert needs the live
@@ -216,9 +230,9 @@ class Relabeler:
         if self.reads_state and pending:
             raise RuntimeError("label_many: the expert reads the env's live state; use label_now")
         if self.concurrency == 1 or len(pending) <= 1:
-            return [self._ask(self._bound(p), p.context) for p in pending]
+            return [self._ask(lambda p=p: self._bound(p), p.context) for p in pending]
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="relabel") as pool:
-            return list(pool.map(lambda p: self._ask(self._bound(p), p.context), pending))
+            return list(pool.map(lambda p: self._ask(lambda: self._bound(p), p.context), pending))
 
     def _bound(self, p: Pending) -> Policy:
         """This thread's teacher, reset on an env of ``p``'s episode (a policy that keeps
@@ -235,3 +249,115 @@ class Relabeler:
         env.reset(seed=p.seed)
         policy.reset(env)
         return policy
+
+
+# ------------------------------------------------------------------ mixed-control rollouts
+def episode_rng(seed: int, iteration: int, env_id: str, env_seed: int) -> random.Random:
+    """The beta-mixture's draws for one rollout (the same on a rerun)."""
+    return random.Random(zlib.crc32(f"{seed}:{iteration}:{env_id}:{env_seed}".encode()))
+
+
+@dataclass
+class Rollout:
+    """One mixed-control episode: what was executed and the labelled states it produced."""
+
+    executed: Episode
+    labelled: list[Episode]
+    teacher_steps: int = 0
+    invalid_labels: int = 0
+
+
+def rollout(env: Any, seed: int, relabeler: Relabeler, student: Policy | None, beta: float,
+            rng: random.Random, *, max_steps: int = 0, env_options: dict[str, Any] | None = None) -> Rollout:
+    """Play one episode under the beta-mixture and label every state with the teacher.
+
+    Args:
+        env: a ``TextEnv``.
+        seed: the reset seed.
+        relabeler: the teacher.
+        student: the student policy (None only with ``beta == 1``).
+        beta: probability of executing the teacher's action at each step (one draw a step).
+        rng: the draws.
+        max_steps: cap on steps (0: the env's own limit).
+        env_options: the options ``env`` was made with (kept in the records).
+    """
+    if student is None and beta < 1.0:
+        raise ValueError(f"rollout: beta={beta} < 1 needs a student")
+    obs, info = env.reset(seed=seed)
+    relabeler.reset(env)
+    if student is not None:
+        student.reset(env)
+    mix = f"dagger(beta={beta:.3g}):{student.spec if student is not None else relabeler.policy.spec}"
+    ep = Episode(env_id=env.env_id, seed=seed, teacher=mix, prompt_format=PROMPT_FORMAT,
+                 env_options=dict(env_options or {}))
+    history: list[tuple[str, str]] = []
+    labels: list[Label | Pending | None] = []
+    n_teacher = 0
+    done = False
+    t0 = time.perf_counter()
+    while not done:
+        teacher_acts = rng.random() < beta
+        ctx = relabeler.context(env, obs, info, history)
+        label: Label | Pending | None
+        if relabeler.reads_state or teacher_acts:
+            label = relabeler.label_now(env, obs, info, history)
+        else:
+            label = Pending(env.env_id, seed, ctx, dict(env_options or {}))
+        if teacher_acts:
+            n_teacher += 1
+            d = Decision(label.rationale, label.action, label.raw) if isinstance(label, Label) else \
+                Decision("", "", error=f"teacher {relabeler.teacher} gave no answer")
+        else:
+            assert student is not None
+            d = _act(student, make_context(env, obs, info, history, student.prompt_variant))
+        if d.error:
+            ep.error = d.error
+            break
+        labels.append(label)
+        next_obs, reward, term, trunc, info = env.step(d.action)
+        ep.steps.append(Step(observation=obs, legal_actions=list(ctx.legal_actions), rationale=d.rationale,
+                             action=d.action, raw=d.raw, valid=not info.get("invalid_action", False),
+                             reward=float(reward)))
+        ep.total_return += float(reward)
+        history.append((obs, d.action))
+        obs = next_obs
+        done = term or trunc or (max_steps > 0 and len(ep.steps) >= max_steps)
+        ep.terminated, ep.truncated = bool(term), bool(trunc) or (done and not term)
+    ep.success = bool(info.get("success", False)) and ep.error is None
+    ep.timings = {"total_s": time.perf_counter() - t0}
+    # LLM teachers label the states the student chose in, all at once, concurrently.
+    pending = [i for i, x in enumerate(labels) if isinstance(x, Pending)]
+    for i, lab in zip(pending, relabeler.label_many([labels[i] for i in pending])):  # type: ignore[misc]
+        labels[i] = lab
+    out = Rollout(executed=ep, labelled=[], teacher_steps=n_teacher)
+    for t, lab in enumerate(labels):
+        if not isinstance(lab, Label):
+            continue  # the backend failed: nothing to learn here
+        if not lab.action.strip():
+            out.invalid_labels += 1
+            continue
+        out.labelled.append(labelled_state(ep, t, lab, relabeler))
+    return out
+
+
+def labelled_state(ep: Episode, t: int, label: Label, relabeler: Relabeler) -> Episode:
+    """Step ``t`` of ``ep`` as one trace line: the executed steps before it (``valid=False``:
+    history only) and the state with the teacher's label as its one training target."""
+    context = [dataclasses.replace(s, valid=False, rationale="", raw="", top_logprobs=None)
+               for s in ep.steps[max(0, t - CONTEXT_STEPS):t]]
+    state = ep.steps[t]
+    target = Step(observation=state.observation, legal_actions=list(state.legal_actions),
+                  rationale=label.rationale, action=label.action, raw=label.raw, valid=True, reward=0.0,
+                  prompt_tokens=label.prompt_tokens, completion_tokens=label.completion_tokens,
+                  top_logprobs=label.top_logprobs)
+    return Episode(env_id=ep.env_id, seed=ep.seed, teacher=relabeler.policy.spec, prompt_format=PROMPT_FORMAT,
+                   steps=[*context, target], success=ep.success, env_options=dict(ep.env_options),
+                   sampling=dict(relabeler._sampling), timings={"dagger_step": float(t)})
+
+
+def _act(policy: Policy, context: Any) -> Decision:
+    try:
+        return policy.act(context)
+    except Exception as e:  # noqa: BLE001 - a failing backend stops the episode, not the run
+        log.exception("%s: act() raised", policy.spec)
+        return Decision(rationale="", action="", error=f"{type(e).__name__}: {e}")

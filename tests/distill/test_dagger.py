@@ -241,7 +241,7 @@ def test_agentkd_dagger_cli_end_to_end(tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "agent.cli", "dagger", "--env", ENV, "--student", "nano", "--iterations", "1",
             "--sft-episodes", "3", "--episodes", "1", "--sft-steps", "3", "--steps", "2", "--batch-size", "4",
-            "--warmup", "1", "--vocab-size", "400", "--test-episodes", "1", "--max-steps", "3",
+            "--warmup", "1", "--vocab-size", "400", "--test-episodes", "1", "--max-steps", "8",
             "--max-tokens", "8", "--out", str(out), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -257,6 +257,6 @@ def test_agentkd_dagger_cli_end_to_end(tmp_path):
     again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and json.loads((out / "report.json").read_text())["iterations"] == \
         report["iterations"]
-    bad = subprocess.run([*args[:5], "--student", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
+    bad = subprocess.run([*args[:6], "--student", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--student: expected a preset" in bad.stdout
