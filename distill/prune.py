@@ -213,12 +213,12 @@ def activation_scores(model: LlamaForCausalLM, token_ids: Sequence[Sequence[int]
     def on_o(i: int):
         def hook(_mod: Any, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0].detach().reshape(-1, n_head, hd)
-            head_sum[i] += x.norm(dim=-1).sum(0).double()
+            head_sum[i] += x.norm(dim=-1).sum(0).double().cpu()
         return hook
 
     def on_down(i: int):
         def hook(_mod: Any, args: tuple[torch.Tensor, ...]) -> None:
-            mlp_sum[i] += args[0].detach().reshape(-1, inter).abs().sum(0).double()
+            mlp_sum[i] += args[0].detach().reshape(-1, inter).abs().sum(0).double().cpu()
         return hook
 
     for i, block in enumerate(model.model.layers):
@@ -417,7 +417,9 @@ def resolve_prune_spec(spec: str, cfg_like: Any) -> Path:
     """
     if not spec.startswith("prune:") or not spec[len("prune:"):].strip():
         raise ValueError(f"--student: expected 'prune:PATH' (a teacher checkpoint directory), got {spec!r}")
-    get = lambda name, default: getattr(cfg_like, name, default) or default  # noqa: E731
+    def get(name: str, default: Any) -> Any:
+        return getattr(cfg_like, name, default) or default
+
     keep = get("keep_layers", "")
     return prune_student(
         spec[len("prune:"):].strip(),
