@@ -36,9 +36,9 @@ Which heads and channels stay is decided per layer by an importance score, highe
 
 Shapes that are refused (``--block``, default 256): every matrix the export quantizes is
 quantized along its input dimension, in blocks of 256 values for the K-quants (q4_k_m,
-q5_k_m, q6_k) and 32 for q8_0/q4_0. llama.cpp silently falls back to another type for a
-matrix whose input width does not divide, so the student's three input widths must be
-multiples of ``--block``: ``hidden_size`` (q/k/v, gate/up, lm_head; never pruned here, the
+q5_k_m, q6_k) and 32 for q8_0/q4_0. llama.cpp falls back to another type (a log line,
+no error) for a matrix whose input width does not divide, so the student's three input
+widths must be multiples of ``--block``: ``hidden_size`` (q/k/v, gate/up, lm_head; never pruned here, the
 teacher's must already divide), ``heads * head_dim`` (o_proj) and ``intermediate``
 (down_proj). Use ``--block 32`` only for students that will be exported to q8_0/q4_0/f16.
 
