@@ -84,6 +84,10 @@ class GGUFPolicy:
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads,
+                # Prompts are decoded as batches: without this llama-cpp-python gives them
+                # every core whatever n_threads says, and that idle second pool also slows
+                # the single-token steps on a busy machine (~100x at n_threads=1, 2 cores).
+                n_threads_batch=n_threads,
                 seed=self.sampling.seed, verbose=False,
             )
         except (ValueError, RuntimeError) as e:
