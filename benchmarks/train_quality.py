@@ -27,9 +27,9 @@ from rich.console import Console
 from rich.table import Table
 
 import envs
-from agent.prompt import PROMPT_FORMAT, chat_text, make_context, parse_completion, render_messages
+from agent.prompt import PROMPT_FORMAT
 from agent.types import Episode, Step
-from distill.student import load_student, read_meta
+from distill.student import read_meta
 from distill.traces import TraceWriter
 from distill.train import TrainConfig, train
 
@@ -48,8 +48,9 @@ class Config:
     """Expert episodes (train seeds) per env."""
     test_episodes: int = 100
     """Held-out test seeds per env, for both the expert and the student."""
-    steps: int = 1500
-    """Optimizer steps per env."""
+    steps: int = 1000
+    """Optimizer steps per env (~10 minutes of micro on 2 free cores; the student's first
+    ~300 steps are a plateau, see BENCHMARKS.md)."""
     batch_size: int = 16
     """Examples per step."""
     lr: float = 2e-3
@@ -73,23 +74,15 @@ def expert_episode(env_id: str, seed: int) -> Episode:
                    total_return=ret, success=bool(info.get("success")), terminated=True)
 
 
-def student_success(model, tok, variant: str, env_id: str, seed: int, max_new_tokens: int = 96) -> bool:
-    """Play one episode greedily with a student through transformers."""
+def student_successes(student_dir: str | Path, env_id: str, seeds: list[int]) -> int:
+    """Episodes the student solves, played by the real ``hf:`` policy (greedy) and
+    ``agent.episode.run_episode``, the same path ``agentkd eval`` takes."""
+    from agent.episode import run_episode
+    from agent.policies import load_policy
+
+    policy = load_policy(f"hf:{student_dir}", n_threads=torch.get_num_threads())
     env = envs.make(env_id)
-    obs, info = env.reset(seed=seed)
-    history: list[tuple[str, str]] = []
-    done = False
-    while not done:
-        ctx = make_context(env, obs, info, history, variant)
-        ids = torch.tensor([tok.encode(chat_text(render_messages(ctx, variant)), add_special_tokens=False)])
-        with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-        action = parse_completion(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))[1] or ""
-        history.append((obs, action))
-        obs, _, term, trunc, info = env.step(action)
-        done = term or trunc
-    return bool(info.get("success"))
+    return sum(run_episode(env, policy, seed).success for seed in seeds)
 
 
 def main(cfg: Config) -> None:
@@ -111,10 +104,10 @@ def main(cfg: Config) -> None:
                                  eval_every=max(cfg.steps // 3, 1), val_frac=0.05, progress=False))
         train_s = time.perf_counter() - t0
         meta = read_meta(work / env_id / "last")
-        model, tok, best_meta = load_student(best)
+        best_meta = read_meta(best)
         test = envs.seeds(env_id, "test", cfg.test_episodes)
         exp = sum(expert_episode(env_id, s).success for s in test)
-        stu = sum(student_success(model, tok, best_meta["prompt_variant"], env_id, s) for s in test)
+        stu = student_successes(best, env_id, test)
         n = len(test)
         rec = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env_id": env_id,

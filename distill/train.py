@@ -119,7 +119,8 @@ def train(cfg: TrainConfig) -> Path:
     # ---- training loop
     progress = _Progress(total, step, enabled=cfg.progress and acc.is_main_process)
     epoch_batches: dict[int, list[list[int]]] = {}
-    t0, tokens_run = time.perf_counter(), 0
+    # tokens/s counts training time only: validation and checkpoints are timed apart (val_s)
+    t0, tokens_run, val_s = time.perf_counter(), 0, 0.0
     model.train()
     while step < total:
         epoch, idx = divmod(step, steps_per_epoch)
@@ -153,15 +154,16 @@ def train(cfg: TrainConfig) -> Path:
         n_tok = int(batch["attention_mask"].sum()) * world
         seen_tokens += n_tok
         tokens_run += n_tok
-        progress.update(step, loss=loss.item(), tok_s=tokens_run / (time.perf_counter() - t0))
+        progress.update(step, loss=loss.item(), tok_s=tokens_run / (time.perf_counter() - t0 - val_s))
 
         # ---- validation and checkpoints
         stopping = step == total or (cfg.stop_after and step >= cfg.stop_after)
         if step % cfg.eval_every == 0 or stopping:
-            metrics = (evaluate_batches(acc.unwrap_model(model), val_enc, tok.pad_token_id, cfg.batch_size, tok)
-                       if val_enc else {})
+            t_val = time.perf_counter()
+            metrics = (evaluate_batches(acc.unwrap_model(model), val_enc, tok.pad_token_id, cfg.batch_size, tok,
+                                        greedy_max=cfg.val_greedy_max) if val_enc else {})
             metrics.update(step=step, train_loss=loss.item(), lr=sched.get_last_lr()[0],
-                           tokens=seen_tokens, tokens_per_s=tokens_run / (time.perf_counter() - t0))
+                           tokens=seen_tokens, tokens_per_s=tokens_run / (t_val - t0 - val_s))
             key = (metrics.get("val_action_acc", 0.0), -metrics.get("val_loss", -step))
             if acc.is_main_process:
                 plain = merged_copy(acc.unwrap_model(model))
@@ -175,9 +177,12 @@ def train(cfg: TrainConfig) -> Path:
                     state["adapter"] = adapter_state(acc.unwrap_model(model))
                 save_student(plain, tok, last_dir, {**meta, "step": step, "metrics": metrics},
                              extra={STATE_FILE: lambda p, s=state: torch.save(s, p)})
-                _append_log(out / "log.jsonl", metrics)
                 progress.note(metrics)
             acc.wait_for_everyone()
+            val_s += time.perf_counter() - t_val
+            metrics["val_s"] = val_s
+            if acc.is_main_process:
+                _append_log(out / "log.jsonl", metrics)
         if stopping:
             break
     progress.close()
@@ -186,7 +191,7 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def evaluate_batches(model: Any, examples: list[data.Encoded], pad_id: int, batch_size: int,
-                     tokenizer: Any | None = None) -> dict[str, float]:
+                     tokenizer: Any | None = None, greedy_max: int = 0) -> dict[str, float]:
     """Validation metrics of ``examples``.
 
     ``val_loss``: the weighted CE. ``val_tf_action_acc``: teacher-forced, the argmax token at
@@ -194,7 +199,8 @@ def evaluate_batches(model: Any, examples: list[data.Encoded], pad_id: int, batc
     rationale) equals the teacher's. ``val_action_acc`` (with ``tokenizer``): greedy decoding
     of the whole completion from the prompt alone, parsed with ``parse_completion``, names
     the teacher's action; the honest figure, as a rationale the student gets wrong usually
-    leads to the wrong action.
+    leads to the wrong action. ``greedy_max`` > 0 decodes only an evenly spaced subset of
+    that many examples (the same subset at every validation).
     """
     model.eval()
     loss_sum, n_tok, tf_correct = 0.0, 0, 0
@@ -213,8 +219,11 @@ def evaluate_batches(model: Any, examples: list[data.Encoded], pad_id: int, batc
                 tf_correct += bool(torch.equal(pred[j, span], targets[j, span]))
     metrics = {"val_loss": loss_sum / max(n_tok, 1), "val_tf_action_acc": tf_correct / max(len(examples), 1)}
     if tokenizer is not None:
-        actions = greedy_actions(model, tokenizer, examples, batch_size)
-        metrics["val_action_acc"] = sum(a == e.action for a, e in zip(actions, examples)) / max(len(examples), 1)
+        subset = examples
+        if 0 < greedy_max < len(examples):
+            subset = [examples[i * len(examples) // greedy_max] for i in range(greedy_max)]
+        actions = greedy_actions(model, tokenizer, subset, batch_size)
+        metrics["val_action_acc"] = sum(a == e.action for a, e in zip(actions, subset)) / max(len(subset), 1)
     model.train()
     return metrics
 

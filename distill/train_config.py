@@ -62,6 +62,9 @@ class TrainConfig:
     """Fraction of episodes held out for validation."""
     eval_every: int = 100
     """Validate and save the last checkpoint every N steps (and at the end)."""
+    val_greedy_max: int = 256
+    """Greedy-decode at most this many validation examples for val_action_acc (0: all);
+    decoding is the costly part of a validation."""
     max_len: int = 1024
     """Longest training sequence in tokens (longer prompts are cut from the left)."""
     resume: bool = False
