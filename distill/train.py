@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,16 @@ def train(cfg: TrainConfig) -> Path:
         raise data.DataError("--traces: expected one or more trace files, got none")
     episodes = data.load_episodes(paths, only_success=cfg.only_success)
     train_eps, val_eps = data.split_episodes(episodes, cfg.val_frac, cfg.seed)
+    if cfg.student.startswith("prune:"):
+        # Cut the student from the teacher's weights first (deterministic, so a resumed
+        # run rebuilds the same one); then it trains like any checkpoint.
+        from distill.prune import resolve_prune_spec
+
+        cfg = replace(cfg, student=str(resolve_prune_spec(cfg.student, cfg)))
     preset = cfg.student if cfg.student in PRESETS else None
-    variant = cfg.prompt_variant or ("compact" if preset else "full")
+    # A checkpoint keeps the variant it was trained on (agentkd.json); a foreign one gets full.
+    variant = cfg.prompt_variant or (
+        "compact" if preset else read_meta(cfg.student).get("prompt_variant", "full"))
     ex_kw = {"action_only": cfg.action_only}
     train_ex = data.build_examples(train_eps, variant, **ex_kw)
     val_ex = data.build_examples(val_eps, variant, **ex_kw)

@@ -13,11 +13,23 @@ class TrainConfig:
     traces: str = ""
     """Trace file(s) to learn from, comma-separated (JSONL written by agentkd collect)."""
     student: str = "micro"
-    """A size preset (nano, micro, small) or a local causal-LM checkpoint directory to fine-tune."""
+    """A size preset (nano, micro, small), a local causal-LM checkpoint directory to fine-tune,
+    or prune:PATH to cut the student from a teacher checkpoint (see --keep-layers, --heads,
+    --intermediate)."""
     out: str = "runs/student"
     """Output directory: best/ and last/ checkpoints, train_config.json, log.jsonl."""
     prompt_variant: Literal["compact", "full"] | None = None
-    """Prompt variant to train on (default: compact for presets, full for a checkpoint)."""
+    """Prompt variant to train on (default: compact for presets; a checkpoint's own variant
+    from its agentkd.json, else full)."""
+    keep_layers: str = ""
+    """With --student prune:PATH: the teacher's layers to keep, e.g. 0,2 (empty: all)."""
+    heads: int = 0
+    """With --student prune:PATH: attention heads kept per layer (0: all)."""
+    intermediate: int = 0
+    """With --student prune:PATH: MLP width kept (0: all; a multiple of 256 for K-quants)."""
+    importance: Literal["magnitude", "activation"] = "magnitude"
+    """With --student prune:PATH: how heads and MLP channels are ranked (activation uses
+    the trace prompts)."""
     vocab_size: int = 2048
     """Tokenizer vocabulary size for a preset student (trained on the traces)."""
     lora: bool = False

@@ -240,3 +240,19 @@ def test_pruned_student_trains_with_kd_exports_and_runs(tiny_student_dir, expert
     assert main(["run", "--model", str(gguf / "student-q8_0.gguf"), "--env", "frozenlake-4x4",
                  "--episodes", "1", "--max-tokens", "24", "--no-render"]) == 0
     assert "step 1" in capsys.readouterr().out
+
+
+def test_train_student_prune_spec_cuts_then_distils(tiny_student_dir, expert_traces, tmp_path):
+    # `agentkd train --student prune:PATH`: the cut and the KD run in one command, and the
+    # student trains on the teacher's own prompt variant without being told it.
+    run = tmp_path / "run"
+    assert main(["train", "--student", f"prune:{tiny_student_dir}", "--keep-layers", "1",
+                 "--kd", "forward", "--teacher", f"hf:{tiny_student_dir}", "--traces", str(expert_traces),
+                 "--out", str(run), "--steps", "2", "--batch-size", "4", "--warmup", "1",
+                 "--eval-every", "2", "--val-greedy-max", "2", "--no-progress"]) == 0
+    meta = read_meta(run / "best")
+    assert meta["prompt_variant"] == read_meta(tiny_student_dir)["prompt_variant"]
+    assert meta["base_meta"]["keep_layers"] == [1]
+    student, _, _ = load_student(run / "best")
+    assert student.config.num_hidden_layers == 1
+    assert (run / "pruned" / "config.json").is_file()
