@@ -103,15 +103,17 @@ def test_expert_solves_every_test_seed_by_a_shortest_path(env_id: str) -> None:
         assert run.ret == 1.0
 
 
-def test_expert_names_the_hole_that_blocks_the_direct_way() -> None:
+def test_expert_reasons_over_every_move_before_choosing() -> None:
     env = envs.make("frozenlake-4x4")
     env.reset(seed=1, options={"map": ["SHG", "FHF", "FFF"]})
     step = env.expert().act()
     assert step.action == "down"
-    assert step.rationale == "Goal at (0,2). Hole to the right at (0,1), so go down; 6 steps left."
+    assert step.rationale == ("Goal at (0,2). left edge, down ice 6, right hole, up edge. "
+                              "Go down; 6 steps left.")
     env.step("down")
     env.step("down")
-    assert env.expert().act().rationale == "Goal at (0,2). Go right; 4 steps left."
+    assert env.expert().act().rationale == ("Goal at (0,2). left edge, down edge, right ice 4, up ice 6. "
+                                            "Go right; 4 steps left.")
 
 
 def test_expert_recovers_from_states_another_policy_reached() -> None:

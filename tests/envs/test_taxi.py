@@ -93,15 +93,16 @@ def test_expert_rationales_name_the_phase_and_the_target() -> None:
     env = envs.make("taxi")
     _at(env, 4, 2, 0, 1)
     assert env.expert().act().rationale == (
-        "Passenger at R (0,0); taxi at (4,2). Head north toward R; 16 steps left.")
+        "Passenger at R (0,0); taxi at (4,2). south wall, north 16, east wall, west 16. "
+        "Go north; 16 steps left.")
     _at(env, 0, 0, 0, 1)
     step = env.expert().act()
     assert (step.action, step.rationale) == (
         "pickup", "The passenger waits here at R (0,0): pick up; 10 steps left.")
-    _at(env, 0, 0, 4, 1)  # the wall east of (0,1) forces a detour south
+    _at(env, 0, 0, 4, 1)  # the wall east of (0,1): east is no shorter, the tie goes to south
     assert env.expert().act().rationale == ("Passenger in the taxi, destination G (0,4); taxi "
-                                            "at (0,0). A wall blocks the direct way, so head "
-                                            "south; 9 steps left.")
+                                            "at (0,0). south 9, north wall, east 9, west wall. "
+                                            "Go south; 9 steps left.")
     _at(env, 0, 4, 4, 1)
     assert env.expert().act().rationale == (
         "The taxi is at the destination G (0,4): drop off; 1 step left.")
