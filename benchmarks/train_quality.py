@@ -55,13 +55,18 @@ class Config:
     """Examples per step."""
     lr: float = 2e-3
     """Peak learning rate."""
+    max_steps: int = 0
+    """Cap on steps per held-out episode for expert and student alike (0: the env's own
+    limit). A lost student otherwise wanders to the limit (Taxi: 200 steps of generation)."""
+    action_only: bool = False
+    """Train on ``Action: ...`` alone (no rationale): the loss is all on the decision."""
     workdir: str = "runs/train_quality"
     """Where traces and students go."""
 
 
-def expert_episode(env_id: str, seed: int) -> Episode:
+def expert_episode(env_id: str, seed: int, max_steps: int = 0) -> Episode:
     """One expert episode as a trace record (rationales included)."""
-    env = envs.make(env_id)
+    env = envs.make(env_id, **({"max_steps": max_steps} if max_steps else {}))
     obs, info = env.reset(seed=seed)
     expert, steps, done, ret = env.expert(), [], False, 0.0
     while not done:
@@ -74,14 +79,14 @@ def expert_episode(env_id: str, seed: int) -> Episode:
                    total_return=ret, success=bool(info.get("success")), terminated=True)
 
 
-def student_successes(student_dir: str | Path, env_id: str, seeds: list[int]) -> int:
+def student_successes(student_dir: str | Path, env_id: str, seeds: list[int], max_steps: int = 0) -> int:
     """Episodes the student solves, played by the real ``hf:`` policy (greedy) and
     ``agent.episode.run_episode``, the same path ``agentkd eval`` takes."""
     from agent.episode import run_episode
     from agent.policies import load_policy
 
     policy = load_policy(f"hf:{student_dir}", n_threads=torch.get_num_threads())
-    env = envs.make(env_id)
+    env = envs.make(env_id, **({"max_steps": max_steps} if max_steps else {}))
     return sum(run_episode(env, policy, seed).success for seed in seeds)
 
 
@@ -101,13 +106,14 @@ def main(cfg: Config) -> None:
         t0 = time.perf_counter()
         best = train(TrainConfig(traces=str(traces), student=cfg.student, out=str(work / env_id),
                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                                 eval_every=max(cfg.steps // 3, 1), val_frac=0.05, progress=False))
+                                 eval_every=max(cfg.steps // 3, 1), val_frac=0.05, progress=False,
+                                 action_only=cfg.action_only))
         train_s = time.perf_counter() - t0
         meta = read_meta(work / env_id / "last")
         best_meta = read_meta(best)
         test = envs.seeds(env_id, "test", cfg.test_episodes)
-        exp = sum(expert_episode(env_id, s).success for s in test)
-        stu = student_successes(best, env_id, test)
+        exp = sum(expert_episode(env_id, s, cfg.max_steps).success for s in test)
+        stu = student_successes(best, env_id, test, cfg.max_steps)
         n = len(test)
         rec = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env_id": env_id,

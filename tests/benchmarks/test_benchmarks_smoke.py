@@ -106,3 +106,13 @@ def test_model_size(workdir: Path, tmp_path: Path) -> None:
     assert rows["gguf-q4_k_m"]["bytes"] < rows["gguf-q8_0"]["bytes"] < rows["gguf-f32"]["bytes"]
     with pytest.raises(SystemExit, match="--teacher"):
         m.run(m.Config(presets=("nano",), teacher="gguf:/nonexistent.gguf", workdir=workdir))
+
+
+def test_train_throughput(tmp_path: Path) -> None:
+    m = _script("train_throughput")
+    line = m.main(m.Config(presets=("nano",), episodes=4, steps=2, batch_size=2,
+                           workdir=tmp_path / "work", results_dir=tmp_path))
+    assert _only_line(tmp_path, "train_throughput") == json.loads(json.dumps(line))
+    (row,) = line["presets"]
+    assert row["preset"] == "nano" and row["tokens_per_s"] > 0 and row["bound_tok_s"] > 0
+    assert 0 < row["matmul_params"] < row["n_parameters"]
