@@ -58,6 +58,8 @@ class Config:
     max_steps: int = 0
     """Cap on steps per held-out episode for expert and student alike (0: the env's own
     limit). A lost student otherwise wanders to the limit (Taxi: 200 steps of generation)."""
+    mixed_precision: str = "no"
+    """``agentkd train --mixed-precision``: no | bf16."""
     action_only: bool = False
     """Train on ``Action: ...`` alone (no rationale): the loss is all on the decision."""
     workdir: str = "runs/train_quality"
@@ -107,7 +109,8 @@ def main(cfg: Config) -> None:
         best = train(TrainConfig(traces=str(traces), student=cfg.student, out=str(work / env_id),
                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                  eval_every=max(cfg.steps // 3, 1), val_frac=0.05, progress=False,
-                                 action_only=cfg.action_only))
+                                 action_only=cfg.action_only,
+                                 mixed_precision=cfg.mixed_precision))  # type: ignore[arg-type]
         train_s = time.perf_counter() - t0
         meta = read_meta(work / env_id / "last")
         best_meta = read_meta(best)

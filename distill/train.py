@@ -137,7 +137,11 @@ def train(cfg: TrainConfig) -> Path:
         batch = data.collate([train_enc[i] for i in epoch_batches[epoch][idx * world + rank]],
                              tok.pad_token_id, topk=use_topk)
         batch = {k: v.to(acc.device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        # bf16 autocast here rather than Accelerator(mixed_precision=...), whose state is
+        # process-global: one process may train several students (demo, dagger, benchmarks).
+        with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits.float()
         logits, targets, w = logits[:, :-1], batch["input_ids"][:, 1:], batch["weights"][:, 1:]
         ce = losses.weighted_ce(logits, targets, w)
         loss, kd = ce, None

@@ -137,7 +137,7 @@ class FrozenLakeTextEnv(ToyTextEnv):
         shape = (len(self.map), len(self.map[0]))
         return "\n".join(rows + [
             f"You are at {fmt(pos)}. Goal at {fmt(self.goal)}.",
-            neighbours_line(pos, shape, names, ACTIONS, "ice"),
+            neighbours_line(pos, shape, names, ACTIONS, "ice", sep="="),
         ])
 
     def describe_step(self, action: str, before: int, after: int, reward: float,
@@ -172,12 +172,14 @@ class FrozenLakeTextEnv(ToyTextEnv):
         cell the steps to the goal by that move (every safe cell next to a cell that reaches
         the goal reaches it too), then the first of the shortest moves.
 
-        ``Goal at (3,3). left edge, down hole, right ice 5, up edge. Go right; 5 steps left.``
+        ``Goal at (3,3). left=edge, down=hole, right=ice 5, up=edge. Go right; 5 steps left.``
 
         A small student learns this far better than the bare choice: each item starts with
         a copy of the observation, then a short distance, and the choice is the first
         minimum. (Copying the cell for every move, not only for holes, teaches the copy
-        on every item; a student trained on the sparser form wrote distances over holes.)
+        on every item; a student trained on the sparser form wrote distances over holes.
+        ``down=`` occurs only in that line and here, while ``down`` alone also occurs in
+        the action lists, which misled the copy.)
         """
         q = self.planner().q[self.state]
         size = len(self.map)
@@ -185,11 +187,11 @@ class FrozenLakeTextEnv(ToyTextEnv):
         for i, d in enumerate(ACTIONS):
             r, c = step_to(pos, d)
             if not (0 <= r < size and 0 <= c < size):
-                parts.append(f"{d} edge")
+                parts.append(f"{d}=edge")
             elif self.map[r][c] == "H":
-                parts.append(f"{d} hole")
+                parts.append(f"{d}=hole")
             else:
-                parts.append(f"{d} {_CELL_NAMES[self.map[r][c]]} {int(q[i])}")
+                parts.append(f"{d}={_CELL_NAMES[self.map[r][c]]} {int(q[i])}")
         left = f"{steps} step{'s' if steps != 1 else ''} left"
         return f"Goal at {fmt(self.goal)}. {', '.join(parts)}. Go {action}; {left}."
 

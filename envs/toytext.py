@@ -245,13 +245,14 @@ def fmt(pos: Pos) -> str:
 
 
 def neighbours_line(pos: Pos, shape: tuple[int, int], cell_name: dict[Pos, str],
-                    order: tuple[str, ...], default: str) -> str:
-    """``Next to you: left edge, down ice, ...`` in the env's action order."""
+                    order: tuple[str, ...], default: str, sep: str = " ") -> str:
+    """``Next to you: left edge, down ice, ...`` in the env's action order (``sep`` between
+    a direction and its cell: ``=`` makes ``down=`` a pair found only here)."""
     parts = []
     for d in order:
         r, c = step_to(pos, d)
         inside = 0 <= r < shape[0] and 0 <= c < shape[1]
-        parts.append(f"{d} {cell_name.get((r, c), default) if inside else 'edge'}")
+        parts.append(f"{d}{sep}{cell_name.get((r, c), default) if inside else 'edge'}")
     return "Next to you: " + ", ".join(parts) + "."
 
 

@@ -111,8 +111,10 @@ def test_model_size(workdir: Path, tmp_path: Path) -> None:
 def test_train_throughput(tmp_path: Path) -> None:
     m = _script("train_throughput")
     line = m.main(m.Config(presets=("nano",), episodes=4, steps=2, batch_size=2,
-                           workdir=tmp_path / "work", results_dir=tmp_path))
+                           precisions=("no", "bf16"), workdir=tmp_path / "work", results_dir=tmp_path))
     assert _only_line(tmp_path, "train_throughput") == json.loads(json.dumps(line))
-    (row,) = line["presets"]
-    assert row["preset"] == "nano" and row["tokens_per_s"] > 0 and row["bound_tok_s"] > 0
-    assert 0 < row["matmul_params"] < row["n_parameters"]
+    assert [(r["preset"], r["precision"]) for r in line["presets"]] == [("nano", "no"), ("nano", "bf16")]
+    for row in line["presets"]:
+        assert row["tokens_per_s"] > 0 and row["bound_tok_s"] > 0 and row["vs_first"] > 0
+        assert 0 < row["matmul_params"] < row["n_parameters"]
+    assert line["presets"][0]["vs_first"] == 1.0

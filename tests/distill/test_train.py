@@ -59,6 +59,22 @@ def test_resume_gives_the_same_weights(traces, tmp_path):
     assert any(not torch.equal(a[k], c[k]) for k in a) or read_meta(tmp_path / "b" / "best")["step"] == 6
 
 
+def test_bf16_mixed_precision_learns_keeps_fp32_weights_and_resumes(traces, tmp_path):
+    kw = dict(steps=6, batch_size=4, eval_every=100, mixed_precision="bf16")
+    train(_cfg(traces, tmp_path / "a", **kw))
+    train(_cfg(traces, tmp_path / "b", stop_after=3, **kw))
+    train(_cfg(traces, tmp_path / "b", resume=True, **kw))
+    a = load_file(tmp_path / "a" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "last" / "model.safetensors")
+    assert all(v.dtype == torch.float32 for v in a.values())  # saved and exported as fp32
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fp32 = load_file(train(_cfg(traces, tmp_path / "c", steps=6, batch_size=4, eval_every=100)).parent
+                     / "last" / "model.safetensors")
+    assert any(not torch.equal(a[k], fp32[k]) for k in a)  # autocast really ran in bf16
+    log = read_meta(tmp_path / "a" / "last")["metrics"]
+    assert log["train_loss"] < 10
+
+
 def test_cli_end_to_end_and_errors(traces, tmp_path, capsys):
     out = tmp_path / "cli"
     rc = main(["train", "--traces", str(traces), "--student", "nano", "--out", str(out), "--steps", "4",

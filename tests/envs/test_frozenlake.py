@@ -44,10 +44,10 @@ def test_observation_shows_map_position_goal_and_neighbours() -> None:
     obs, _ = env.reset(seed=1, options={"map": ["SFFF", "FHFH", "FFFH", "HFFG"]})
     assert obs == ("A F F F\nF H F H\nF F F H\nH F F G\n"
                    "You are at (0,0). Goal at (3,3).\n"
-                   "Next to you: left edge, down ice, right ice, up edge.")
+                   "Next to you: left=edge, down=ice, right=ice, up=edge.")
     obs, *_ = env.step("down")
     assert obs.splitlines()[:2] == ["S F F F", "A H F H"]
-    assert obs.splitlines()[5] == "Next to you: left edge, down ice, right hole, up start."
+    assert obs.splitlines()[5] == "Next to you: left=edge, down=ice, right=hole, up=start."
 
 
 def test_8x8_observation_stays_short() -> None:
@@ -108,11 +108,11 @@ def test_expert_reasons_over_every_move_before_choosing() -> None:
     env.reset(seed=1, options={"map": ["SHG", "FHF", "FFF"]})
     step = env.expert().act()
     assert step.action == "down"
-    assert step.rationale == ("Goal at (0,2). left edge, down ice 6, right hole, up edge. "
+    assert step.rationale == ("Goal at (0,2). left=edge, down=ice 6, right=hole, up=edge. "
                               "Go down; 6 steps left.")
     env.step("down")
     env.step("down")
-    assert env.expert().act().rationale == ("Goal at (0,2). left edge, down edge, right ice 4, up ice 6. "
+    assert env.expert().act().rationale == ("Goal at (0,2). left=edge, down=edge, right=ice 4, up=ice 6. "
                                             "Go right; 4 steps left.")
 
 
