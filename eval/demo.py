@@ -55,13 +55,13 @@ class DemoConfig:
     quant: str = "q8_0,q4_k_m"
     """Quantization types of the exported student, separated by commas."""
     train_episodes: int | None = None
-    """Teacher episodes per env for training (default: 300, quick: 8)."""
+    """Teacher episodes per env for training (default: 1000, quick: 8)."""
     eval_episodes: int | None = None
-    """Held-out episodes per env and policy (default: 50, quick: 2)."""
+    """Held-out episodes per env and policy (default: 20, quick: 2)."""
     steps: int | None = None
-    """Training steps (default: 1200, quick: 10)."""
+    """Training steps (default: 2000 of batch 8 in bf16, quick: 10)."""
     max_steps: int | None = None
-    """Cap on steps per evaluated episode (default: the env's limit, quick: 24)."""
+    """Cap on steps per evaluated episode (default: 50, quick: 24)."""
     workers: int = 1
     """Worker processes per policy in the compare stage."""
     base_url: str | None = None
@@ -77,15 +77,18 @@ class DemoConfig:
         """The effective budgets (explicit values win over the quick/full defaults)."""
         quick = {"student": "nano", "train_episodes": 8, "eval_episodes": 2, "steps": 10,
                  "batch_size": 8, "lr": 1e-3, "eval_every": 10, "max_steps": 24, "max_tokens": 48,
-                 "agreement_states": 8, "export_states": 4}
-        # Sized by benchmarks/train_quality.py (BENCHMARKS.md): a from-scratch micro student
-        # sits on a plateau (one action for every state) for its first ~300-400 steps at
-        # lr 2e-3 and only then learns to read the state, so the full demo spends most
-        # of its 20 minutes on training (~5k tokens/s on 2 free cores); validation (greedy
-        # decoding) runs only a few times.
-        full = {"student": "micro", "train_episodes": 300, "eval_episodes": 50, "steps": 1200,
-                "batch_size": 16, "lr": 2e-3, "eval_every": 400, "max_steps": None,
-                "max_tokens": 160, "agreement_states": 200, "export_states": 24}
+                 "agreement_states": 8, "export_states": 4, "mixed_precision": "no"}
+        # Sized by benchmarks/train_quality.py and demo_pipeline.py (BENCHMARKS.md): batches
+        # of 8 under bf16 autocast get a micro student past its early plateau (one action
+        # for every state) in about a third of the steps that batches of 16 in fp32 took;
+        # collecting is cheap (~10 ms an episode), so every example is seen about once.
+        # Evaluation is sized by the slowest policy, the transformers student (~10 ms a
+        # generated token): 20 held-out episodes per env, each capped at 50 steps, the same
+        # cap for every policy, so a lost student does not wander to Taxi's 200-step limit.
+        full = {"student": "micro", "train_episodes": 1000, "eval_episodes": 20, "steps": 2000,
+                "batch_size": 8, "lr": 2e-3, "eval_every": 1000, "max_steps": 50,
+                "max_tokens": 160, "agreement_states": 60, "export_states": 24,
+                "mixed_precision": "bf16"}
         b = dict(quick if self.quick else full)
         for k in ("student", "train_episodes", "eval_episodes", "steps", "max_steps"):
             if getattr(self, k) is not None:
@@ -134,7 +137,7 @@ def _train(cfg: DemoConfig, b: dict[str, Any]) -> str:
                          {"traces": str(cfg.out / "traces.jsonl"), "student": b["student"],
                           "out": str(cfg.out / "student"), "steps": b["steps"]},
                          {"batch_size": b["batch_size"], "lr": b["lr"], "eval_every": b["eval_every"],
-                          "progress": cfg.progress}))
+                          "mixed_precision": b["mixed_precision"], "progress": cfg.progress}))
     return str(best)
 
 
