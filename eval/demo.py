@@ -88,12 +88,23 @@ class DemoConfig:
         full = {"student": "micro", "train_episodes": 1000, "eval_episodes": 20, "steps": 2000,
                 "batch_size": 8, "lr": 2e-3, "eval_every": 1000, "max_steps": 50,
                 "max_tokens": 160, "agreement_states": 60, "export_states": 24,
-                "mixed_precision": "bf16"}
+                "mixed_precision": "bf16" if _bf16_is_fast() else "no"}
         b = dict(quick if self.quick else full)
         for k in ("student", "train_episodes", "eval_episodes", "steps", "max_steps"):
             if getattr(self, k) is not None:
                 b[k] = getattr(self, k)
         return b
+
+
+def _bf16_is_fast() -> bool:
+    """Whether oneDNN runs bf16 on this CPU (its own check: AVX-512 at least); elsewhere bf16
+    autocast falls back to slow paths, so the demo stays in fp32."""
+    import torch
+
+    try:
+        return bool(torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @dataclass
