@@ -32,6 +32,9 @@ from agent.types import Context, Decision, Sampling
 
 log = logging.getLogger(__name__)
 
+#: Tokens kept for a tool call's JSON when the grammar caps the rationale (see _thought_cap).
+TOOL_ACTION_TOKENS = 96
+
 #: The function a tool-calling model uses to give its final answer.
 ANSWER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -168,11 +171,23 @@ class OpenAIPolicy:
         if self.grammar:
             from agent.grammar import grammar_for
 
-            body = {**self._extra, "grammar": grammar_for(context, self.sampling.max_rationale_chars)}
+            body = {**self._extra, "grammar": grammar_for(context, self._thought_cap(context))}
             return self.llm.bind(extra_body=body)
         if context.tools and self.native_tools:
             return self.llm.bind_tools([*context.tools, ANSWER_TOOL])
         return self.llm
+
+    def _thought_cap(self, context: Context) -> int:
+        """Rationale characters the grammar allows, so that the action always fits the token
+        budget: a token covers at least one character, so a thought of at most
+        ``max_tokens - reserve`` characters leaves ``reserve`` tokens for the separator and
+        the action. (A server cannot be asked to finish the action after its budget runs
+        out, as the local gguf: policy does.)"""
+        if context.tools or not context.legal_actions:
+            reserve = 8 + TOOL_ACTION_TOKENS
+        else:
+            reserve = 8 + max(len(a) for a in context.legal_actions)
+        return max(0, min(self.sampling.max_rationale_chars, self.sampling.max_tokens - reserve))
 
     def act(self, context: Context) -> Decision:
         messages = _to_langchain(render_messages(context, self.prompt_variant))

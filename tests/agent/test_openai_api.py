@@ -199,6 +199,8 @@ def test_grammar_is_sent_for_llama_cpp_servers(server):
     assert p.act(frozenlake_context()).action == "up"
     body = s.requests[0][1]
     assert '"left"' in body["grammar"] and "root" in body["grammar"] and body["max_tokens"] == 32
+    # the thought is capped so that the action fits the budget: 32 - (8 + len("right"))
+    assert "thought-char{0,19}" in body["grammar"]
 
 
 def test_missing_key_without_a_local_endpoint_is_a_clear_error(monkeypatch):

@@ -13,7 +13,9 @@ def test_quick_budgets_and_explicit_overrides():
     b = DemoConfig(quick=True).budget()
     assert b["eval_episodes"] < DemoConfig().budget()["eval_episodes"]
     assert DemoConfig(quick=True, steps=7, max_steps=5).budget()["steps"] == 7
-    assert DemoConfig().budget()["max_steps"] is None
+    assert DemoConfig().budget()["max_steps"] == 50  # the same cap for every policy
+    assert DemoConfig(max_steps=200).budget()["max_steps"] == 200
+    assert DemoConfig(quick=True).budget()["mixed_precision"] == "no"
     assert DEFAULT_ENVS.split(",") == ["frozenlake-4x4", "taxi", "babyai-goto-local",
                                        "tools-chain"]
 
