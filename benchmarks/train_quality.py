@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 import tyro
@@ -27,8 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 import envs
-from agent.prompt import PROMPT_FORMAT
-from agent.types import Episode, Step
+from agent.types import Episode
 from distill.student import read_meta
 from distill.traces import TraceWriter
 from distill.train import TrainConfig, train
@@ -58,7 +58,7 @@ class Config:
     max_steps: int = 0
     """Cap on steps per held-out episode for expert and student alike (0: the env's own
     limit). A lost student otherwise wanders to the limit (Taxi: 200 steps of generation)."""
-    mixed_precision: str = "no"
+    mixed_precision: Literal["no", "bf16"] = "no"
     """``agentkd train --mixed-precision``: no | bf16."""
     action_only: bool = False
     """Train on ``Action: ...`` alone (no rationale): the loss is all on the decision."""
@@ -67,18 +67,13 @@ class Config:
 
 
 def expert_episode(env_id: str, seed: int, max_steps: int = 0) -> Episode:
-    """One expert episode as a trace record (rationales included)."""
-    env = envs.make(env_id, **({"max_steps": max_steps} if max_steps else {}))
-    obs, info = env.reset(seed=seed)
-    expert, steps, done, ret = env.expert(), [], False, 0.0
-    while not done:
-        e = expert.act()
-        nobs, r, term, trunc, ninfo = env.step(e.action)
-        steps.append(Step(observation=obs, legal_actions=list(info["legal_actions"]), rationale=e.rationale,
-                          action=e.action, raw="", valid=not ninfo["invalid_action"], reward=r))
-        obs, info, done, ret = nobs, ninfo, term or trunc, ret + r
-    return Episode(env_id=env_id, seed=seed, teacher="expert", prompt_format=PROMPT_FORMAT, steps=steps,
-                   total_return=ret, success=bool(info.get("success")), terminated=True)
+    """One expert episode as a trace record (rationales included), played by the same
+    ``run_episode`` that ``agentkd collect`` uses."""
+    from agent.episode import run_episode
+    from agent.policies import load_policy
+
+    options = {"max_steps": max_steps} if max_steps else {}
+    return run_episode(envs.make(env_id, **options), load_policy("expert"), seed, env_options=options or None)
 
 
 def student_successes(student_dir: str | Path, env_id: str, seeds: list[int], max_steps: int = 0) -> int:
@@ -110,7 +105,7 @@ def main(cfg: Config) -> None:
                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                  eval_every=max(cfg.steps // 3, 1), val_frac=0.05, progress=False,
                                  action_only=cfg.action_only,
-                                 mixed_precision=cfg.mixed_precision))  # type: ignore[arg-type]
+                                 mixed_precision=cfg.mixed_precision))
         train_s = time.perf_counter() - t0
         meta = read_meta(work / env_id / "last")
         best_meta = read_meta(best)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import tyro
@@ -44,7 +44,7 @@ class Config:
     """Optimizer steps per preset (the first few warm up the allocator, all are counted)."""
     batch_size: int = 16
     """Examples per step."""
-    precisions: tuple[str, ...] = ("no", "bf16")
+    precisions: tuple[Literal["no", "bf16"], ...] = ("no", "bf16")
     """--mixed-precision settings to compare per preset (run back to back, order alternating)."""
     workdir: Path = Path("/tmp/agentkd-bench/train_throughput")
     """Traces and students."""
@@ -69,7 +69,8 @@ def _traces(cfg: Config) -> Path:
     return path
 
 
-def bench_preset(cfg: Config, preset: str, precision: str, traces: Path, gflops: float) -> dict[str, Any]:
+def bench_preset(cfg: Config, preset: str, precision: Literal["no", "bf16"], traces: Path,
+                 gflops: float) -> dict[str, Any]:
     """Train one preset ``cfg.steps`` steps; its tokens/s and share of the compute bound."""
     from distill.student import read_meta
     from distill.train import TrainConfig, train
@@ -78,7 +79,7 @@ def bench_preset(cfg: Config, preset: str, precision: str, traces: Path, gflops:
     t0 = time.perf_counter()
     train(TrainConfig(traces=str(traces), student=preset, out=str(out), steps=cfg.steps,
                       batch_size=cfg.batch_size, eval_every=10**9, val_frac=0.0, progress=False,
-                      mixed_precision=precision))  # type: ignore[arg-type]
+                      mixed_precision=precision))
     wall = time.perf_counter() - t0
     meta = read_meta(out / "last")
     tok_s = float(meta["metrics"]["tokens_per_s"])

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.types import Episode, Sampling
-from distill.relabel import CONTEXT_STEPS, LabelCache, Relabeler, Rollout, episode_rng, labelled_state, rollout
+from distill.relabel import LabelCache, Relabeler, Rollout, episode_rng, labelled_state, rollout
 
 log = logging.getLogger(__name__)
 

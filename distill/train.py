@@ -274,6 +274,8 @@ def _check_config(cfg: TrainConfig) -> None:
             raise ValueError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(cfg, name)}")
     if not 0.0 <= cfg.alpha <= 1.0:
         raise ValueError(f"--alpha: expected a number in [0, 1], got {cfg.alpha}")
+    if cfg.mixed_precision not in ("no", "bf16"):
+        raise ValueError(f"--mixed-precision: expected 'no' or 'bf16', got {cfg.mixed_precision!r}")
 
 
 def _student(cfg: TrainConfig, preset: str | None, examples: list[data.Example], resuming: bool,

@@ -154,9 +154,9 @@ class TaxiTextEnv(ToyTextEnv):
         if action == "dropoff":
             return f"The taxi is at the destination {self._stand(d)}: drop off; {left}."
         if p == IN_TAXI:
-            target, where = self.locs[d], f"Passenger in the taxi, destination {self._stand(d)}"
+            where = f"Passenger in the taxi, destination {self._stand(d)}"
         else:
-            target, where = self.locs[p], f"Passenger at {self._stand(p)}"
+            where = f"Passenger at {self._stand(p)}"
         return f"{where}; taxi at {fmt((r, c))}. {self._lookahead()}. Go {action}; {left}."
 
     def _lookahead(self) -> str:

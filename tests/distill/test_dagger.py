@@ -17,7 +17,7 @@ from agent.prompt import chat_text, render_messages
 from agent.types import Decision
 from distill import dagger as dg
 from distill import data
-from distill.relabel import LabelCache, Relabeler
+from distill.relabel import CONTEXT_STEPS, LabelCache, Relabeler
 from distill.traces import read_traces
 
 ENV = "frozenlake-4x4"
@@ -109,7 +109,7 @@ def test_mixture_is_seeded_and_mixes_both():
 def test_long_history_keeps_only_the_window_a_prompt_shows():
     run = dg.rollout(envs.make(ENV), 0, expert_relabeler(), ScriptedStudent("up"), 0.0, random.Random(0),
                      max_steps=15)
-    assert max(len(ep.steps) for ep in run.labelled) == dg.CONTEXT_STEPS + 1
+    assert max(len(ep.steps) for ep in run.labelled) == CONTEXT_STEPS + 1
     assert run.labelled[-1].timings["dagger_step"] == 14.0
 
 

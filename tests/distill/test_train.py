@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -71,8 +73,13 @@ def test_bf16_mixed_precision_learns_keeps_fp32_weights_and_resumes(traces, tmp_
     fp32 = load_file(train(_cfg(traces, tmp_path / "c", steps=6, batch_size=4, eval_every=100)).parent
                      / "last" / "model.safetensors")
     assert any(not torch.equal(a[k], fp32[k]) for k in a)  # autocast really ran in bf16
-    log = read_meta(tmp_path / "a" / "last")["metrics"]
-    assert log["train_loss"] < 10
+    # it learns like fp32: the same 6 steps bring the loss from ln(vocab) ~ 6 to about where
+    # fp32 gets (bf16 rounding moves it a little, not a lot)
+    bf16_loss = read_meta(tmp_path / "a" / "last")["metrics"]["train_loss"]
+    fp32_loss = read_meta(tmp_path / "c" / "last")["metrics"]["train_loss"]
+    assert bf16_loss < 0.8 * math.log(400) and abs(bf16_loss - fp32_loss) < 0.1 * fp32_loss
+    with pytest.raises(ValueError, match="--mixed-precision: expected 'no' or 'bf16', got 'fp16'"):
+        train(_cfg(traces, tmp_path / "d", mixed_precision="fp16"))
 
 
 def test_cli_end_to_end_and_errors(traces, tmp_path, capsys):
