@@ -10,9 +10,12 @@ Two variants share one completion format (``Thought: ...`` / ``Action: ...``):
 * ``full`` (LLM teachers): the env's full instructions as the system message, then the last
   ``FULL_WINDOW`` steps as chat turns (observation as user, ``Action: ...`` as assistant),
   then the current observation with the legal actions.
-* ``compact`` (tiny students): the env's short instructions, and one user turn holding the
-  current observation and the last ``COMPACT_WINDOW`` actions. Short prompts keep a
-  from-scratch student fast to train and to run.
+* ``compact`` (tiny students): one user turn holding the current observation and, for envs
+  whose observation does not say everything (``env.compact_history`` > 0), that many of
+  the last actions. No instructions and no legal-actions line: both are the same in every
+  prompt of an env, so for a student trained on the env's traces they carry nothing, and
+  together they were a third of its prompt. Short prompts keep a from-scratch student fast
+  to train and to run (a training step costs in proportion to its tokens).
 
 A model's variant is stored in its metadata (student config, GGUF key), never passed by a
 caller from memory.
@@ -25,9 +28,10 @@ from typing import Any
 
 from agent.types import Context
 
-PROMPT_FORMAT = "agentkd-prompt-v1"
+PROMPT_FORMAT = "agentkd-prompt-v2"
 VARIANTS = ("full", "compact")
 FULL_WINDOW = 6
+#: The longest compact history an env may ask for (``env.compact_history``).
 COMPACT_WINDOW = 4
 
 # Special tokens of agentkd's own chat template (students trained from scratch).
@@ -55,6 +59,21 @@ def check_variant(variant: str) -> str:
     return variant
 
 
+def check_model_format(prompt_format: str | None, what: str) -> None:
+    """Refuse a model trained on another prompt format (``None``: a model without agentkd
+    metadata, fed the ``full`` variant, is fine).
+
+    Raises:
+        ValueError: naming ``what`` (the model), its format and this version's.
+    """
+    if prompt_format is not None and prompt_format != PROMPT_FORMAT:
+        raise ValueError(
+            f"{what}: trained on prompt format {prompt_format!r}, but this agentkd renders "
+            f"{PROMPT_FORMAT!r}; re-collect its traces and re-train it with this version "
+            "(agentkd collect, agentkd train)"
+        )
+
+
 def make_context(
     env: Any,
     observation: str,
@@ -73,8 +92,11 @@ def make_context(
         variant: ``"full"`` or ``"compact"``.
     """
     check_variant(variant)
-    window = FULL_WINDOW if variant == "full" else COMPACT_WINDOW
-    instructions = env.instructions if variant == "full" else env.compact_instructions
+    if variant == "full":
+        window, instructions = FULL_WINDOW, env.instructions
+    else:
+        window = min(int(getattr(env, "compact_history", COMPACT_WINDOW)), COMPACT_WINDOW)
+        instructions = ""
     return Context(
         env_id=env.env_id,
         instructions=instructions,
@@ -91,16 +113,16 @@ def _current_turn(context: Context) -> str:
 
 
 def render_messages(context: Context, variant: str) -> list[dict[str, str]]:
-    """The chat messages for ``context`` (system, [history turns], user)."""
+    """The chat messages for ``context``: full: system, history turns, user; compact: user."""
     check_variant(variant)
-    messages = [{"role": "system", "content": context.instructions}]
+    messages = [{"role": "system", "content": context.instructions}] if variant == "full" else []
     if variant == "full":
         for obs, action in context.history:
             messages.append({"role": "user", "content": obs})
             messages.append({"role": "assistant", "content": f"Action: {action}"})
         messages.append({"role": "user", "content": _current_turn(context)})
     else:
-        text = _current_turn(context)
+        text = context.observation
         if context.history:
             text += "\nRecent actions: " + " | ".join(a for _, a in context.history)
         messages.append({"role": "user", "content": text})

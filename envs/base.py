@@ -8,8 +8,9 @@ teacher, the trace files, the student and the evaluation only ever see this inte
 * ``info["legal_actions"]``: the exact action strings the env accepts now (for prompts and
   for building a grammar); ``info["invalid_action"]``: the last action could not be parsed
   or is not legal, and the world did not move; ``info["success"]`` once the episode ends;
-* ``instructions`` (full, for LLM teachers) and ``compact_instructions`` (short, for tiny
-  students): the rules and the action vocabulary, the system part of every prompt;
+* ``instructions``: the rules and the action vocabulary, the system part of an LLM's prompt
+  (a tiny student's compact prompt has none); ``compact_history``: how many recent actions
+  a compact prompt shows (0 where the observation alone says everything a policy needs);
 * ``expert()``: a policy that solves the env and explains each decision in plain words.
 
 Subclasses implement the ``_reset``/``_apply``/``_render`` hooks; this base class does the
@@ -81,7 +82,7 @@ def normalize_action_text(text: str) -> str:
 class TextEnv(gym.Env[str, str]):
     """Base class of every agentkd environment (see the module docstring for the contract).
 
-    Subclasses set ``env_id``, ``instructions``, ``compact_instructions`` and
+    Subclasses set ``env_id``, ``instructions``, ``compact_history`` and
     ``max_steps`` and implement ``_reset``, ``_apply``, ``_render``, ``_legal_actions``,
     ``_success`` and ``expert``. Discrete envs set ``actions`` (their vocabulary) and get
     parsing for free; envs with structured actions (tool calls) override ``parse_action``.
@@ -91,7 +92,8 @@ class TextEnv(gym.Env[str, str]):
 
     env_id: str = ""
     instructions: str = ""
-    compact_instructions: str = ""
+    #: Recent actions shown in a compact prompt; 0 when the observation is Markov.
+    compact_history: int = 4
     max_steps: int = 100
     #: The action vocabulary of a discrete env, in a fixed order.
     actions: tuple[str, ...] = ()

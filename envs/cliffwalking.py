@@ -59,6 +59,7 @@ class CliffWalkingTextEnv(ToyTextEnv):
 
     env_id = "cliffwalking"
     actions = ACTIONS
+    compact_history = 0  # the observation is the whole state
 
     def __init__(self, slippery: bool = False, max_steps: int = 100,
                  render_mode: str | None = None) -> None:
@@ -80,10 +81,6 @@ class CliffWalkingTextEnv(ToyTextEnv):
             f"start. Moving off the grid leaves you in place.{slip} Actions: up, right, down, "
             "left (one cell each). Reward: -1 per step. Reach the goal in as few steps as "
             f"you can; you have at most {max_steps} moves."
-        )
-        self.compact_instructions = (
-            "Cliff walk: go from A to the goal G without stepping on the cliff C. (row,col), "
-            "row 0 at the top. Actions: up, right, down, left."
         )
 
     # ------------------------------------------------------------------ world

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from agent.grammar import grammar_for
-from agent.prompt import chat_text, parse_completion, render_messages
+from agent.prompt import chat_text, check_model_format, parse_completion, render_messages
 from agent.types import Context, Decision, Sampling, TopK
 from distill.gguf_writer import GGUFFileError, read_gguf_info
 
@@ -73,9 +73,10 @@ class GGUFPolicy:
         import llama_cpp
 
         self.info = read_gguf_info(path)
+        self.spec = spec or f"gguf:{path}"
+        check_model_format(self.info.prompt_format, self.spec)
         self.path = self.info.path
         self.sampling = sampling or Sampling()
-        self.spec = spec or f"gguf:{path}"
         self.prompt_variant = self.info.prompt_variant or "full"
         self.use_grammar = use_grammar
         self.reuse_prefix = reuse_prefix

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from agent.policies.base import decision_from_text
-from agent.prompt import END_TOKEN, EOS_TOKEN, chat_text, check_variant, render_messages
+from agent.prompt import END_TOKEN, EOS_TOKEN, chat_text, check_model_format, check_variant, render_messages
 from agent.types import Context, Decision, Sampling, TopK
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class HFPolicy:
             raise ValueError(f"{self.spec}: cannot load its tokenizer ({str(e).splitlines()[0]})") from None
         self.model.to(self.device).eval()
         self.meta = _read_meta(p)
+        check_model_format(self.meta.get("prompt_format"), self.spec)
         self.is_agentkd = bool(self.meta)
         self.prompt_variant = check_variant(self.meta.get("prompt_variant", "full"))
         if not self.is_agentkd and not getattr(self.tokenizer, "chat_template", None):

@@ -87,7 +87,7 @@ class Call:
         return f"{self.tool}({', '.join(shown)}) -> {self.result}"
 
 
-def _instructions(names: tuple[str, ...], stateful: bool) -> tuple[str, str]:
+def _instructions(names: tuple[str, ...], stateful: bool) -> str:
     tools = make_tools(World("train"), Order(World("train")))
     full = [
         "You answer a question by calling tools, one call per step, and then give the final answer.",
@@ -112,18 +112,13 @@ def _instructions(names: tuple[str, ...], stateful: bool) -> tuple[str, str]:
     for n in names:
         params = tool_schema(tools[n])["function"]["parameters"]
         full.append(f"- {n}: {tools[n].description} args: {json.dumps(params.get('properties', {}))}")
-    compact = [
-        "Answer the question with tools, one call per step, then answer.",
-        'Action: {"tool": NAME, "args": {...}} or {"answer": VALUE}',
-        "Tools: " + ", ".join(
-            f"{n}({', '.join(tool_schema(tools[n])['function']['parameters'].get('properties', {}))})"
-            for n in names),
-    ]
-    return "\n".join(full), "\n".join(compact)
+    return "\n".join(full)
 
 
 class ToolTaskEnv(TextEnv):
     """Tool-use questions of one family (see the module docstring for the spec card)."""
+
+    compact_history = 0  # the observation lists every call so far with its result
 
     def __init__(self, family: str = "mixed", max_steps: int = MAX_STEPS,
                  render_mode: str | None = None) -> None:
@@ -136,7 +131,7 @@ class ToolTaskEnv(TextEnv):
         self.max_steps = max_steps
         self.env_id = f"tools-{family}"
         self.tool_names: tuple[str, ...] = FAMILY_TOOLS[family]
-        self.instructions, self.compact_instructions = _instructions(
+        self.instructions = _instructions(
             self.tool_names, stateful=family in ("stateful", "mixed"))
         placeholder = World("train")
         self.tools: dict[str, BaseTool] = self._bind(placeholder, Order(placeholder))

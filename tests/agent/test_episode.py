@@ -74,12 +74,14 @@ def test_a_backend_failure_stops_the_episode_as_failed(failure):
 
 
 def test_history_is_windowed_and_variant_comes_from_the_policy():
-    env = envs.make("frozenlake-4x4")
-    env.max_steps = FULL_WINDOW + 3
+    env = envs.make("babyai-goto-local", max_steps=FULL_WINDOW + 3)
     pol = Recorder(["up"] * env.max_steps, variant="compact")
     run_episode(env, pol, seed=0)
-    assert pol.contexts[0].instructions == env.compact_instructions
-    assert [len(c.history) for c in pol.contexts][-1] == 4  # COMPACT_WINDOW
+    assert pol.contexts[0].instructions == ""
+    assert [len(c.history) for c in pol.contexts][-1] == env.compact_history == 4
+    markov = Recorder(["up"] * 3, variant="compact")
+    run_episode(envs.make("frozenlake-4x4", max_steps=3), markov, seed=0)
+    assert [len(c.history) for c in markov.contexts] == [0, 0, 0]  # compact_history = 0
     full = Recorder(["up"] * env.max_steps)
     run_episode(env, full, seed=0)
     assert full.contexts[0].instructions == env.instructions

@@ -92,3 +92,18 @@ def test_budget_cut_inside_the_separator_still_finishes_with_an_action(tiny_gguf
     d = pol.act(_ctx("S F\nF G"))
     assert d.raw == "Thought: abc\nAction: up"
     assert (d.rationale, d.action) == ("abc", "up")
+
+
+def test_a_gguf_of_another_prompt_format_is_refused(tiny_student_dir, tmp_path):
+    import json
+    import shutil
+
+    from distill.gguf_writer import write_gguf
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_student_dir, old)
+    meta = json.loads((old / "agentkd.json").read_text())
+    (old / "agentkd.json").write_text(json.dumps({**meta, "prompt_format": "agentkd-prompt-v1"}))
+    path = write_gguf(old, tmp_path / "old.gguf")
+    with pytest.raises(ValueError, match="trained on prompt format 'agentkd-prompt-v1'"):
+        GGUFPolicy(path)

@@ -92,3 +92,15 @@ def test_a_directory_that_is_not_a_causal_lm_is_a_one_line_error(tmp_path):
     with pytest.raises(ValueError) as e:
         load_policy(f"hf:{tmp_path}")
     assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
+
+
+def test_a_student_of_another_prompt_format_is_refused(student_dir, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(student_dir, old)
+    meta = json.loads((old / "agentkd.json").read_text())
+    (old / "agentkd.json").write_text(json.dumps({**meta, "prompt_format": "agentkd-prompt-v1"}))
+    with pytest.raises(ValueError, match="trained on prompt format 'agentkd-prompt-v1'.*re-train") as e:
+        load_policy(f"hf:{old}")
+    assert "\n" not in str(e.value) and str(old) in str(e.value)

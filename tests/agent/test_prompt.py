@@ -40,8 +40,13 @@ def test_variants_differ_in_instructions_and_history():
     assert full[0] == {"role": "system", "content": env.instructions}
     assert len(full) == 1 + 2 * FULL_WINDOW + 1 and full[1]["content"] == f"obs {10 - FULL_WINDOW}"
     assert full[-1]["content"].endswith("Legal actions: left, down, right, up")
-    assert compact[0]["content"] == env.compact_instructions and len(compact) == 2
-    assert compact[1]["content"].endswith("Recent actions: " + " | ".join(["up"] * COMPACT_WINDOW))
+    # FrozenLake's observation is its whole state: a compact prompt is the observation alone.
+    assert compact == [{"role": "user", "content": obs}]
+    babyai = envs.make("babyai-goto-local")
+    obs, info = babyai.reset(seed=0)
+    assert babyai.compact_history == COMPACT_WINDOW
+    compact = render_messages(make_context(babyai, obs, info, history, "compact"), "compact")
+    assert compact[0]["content"] == obs + "\nRecent actions: " + " | ".join(["up"] * COMPACT_WINDOW)
     with pytest.raises(ValueError, match="expected one of full, compact"):
         make_context(env, obs, info, history, "tiny")
 

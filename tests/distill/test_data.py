@@ -29,7 +29,6 @@ class ToyWalkEnv(TextEnv):
 
     actions = ("left", "right")
     instructions = "You walk along a corridor. Reach the goal G. Actions: left, right."
-    compact_instructions = "Reach G. Actions: left, right."
     max_steps = 12
 
     def __init__(self, length: int = 7) -> None:

@@ -110,7 +110,7 @@ def test_agreement_replay_uses_the_students_prompt_variant(tmp_path):
         Step(observation="second", legal_actions=legal, rationale="", action=legal[1], raw="",
              valid=True, reward=0.0)])
     assert action_agreement(Recorder(), [ep], max_states=10) == (1, 2)
-    assert seen[0].instructions == env.compact_instructions
+    assert seen[0].instructions == ""  # a student's compact prompt
     assert seen[1].history == [(obs, legal[0])] and seen[1].observation == "second"
     assert action_agreement(Recorder(), [ep], max_states=1) == (1, 1)
 
