@@ -9,11 +9,11 @@ Description:
     move goes the intended way one time in three and otherwise to one side of it.
 
 Observation:
-    The map, one row a line, cells separated by spaces (``S`` start, ``F`` ice, ``H`` hole,
-    ``G`` goal, ``A`` the agent), then the agent's and the goal's (row, col) coordinates
-    (row 0 at the top, col 0 at the left) and what lies next to the agent. Under 200
-    characters for 8x8. After a step, one line of feedback (bumped into the edge, fell
-    into a hole, reached the goal).
+    The map, one row a line headed by its number (``row 0: S F F F``), cells separated by
+    spaces (``S`` start, ``F`` ice, ``H`` hole, ``G`` goal, ``A`` the agent), then the
+    agent's and the goal's (row, col) coordinates (row 0 at the top, col 0 at the left) and
+    what lies next to the agent. About 250 characters for 8x8. After a step, one line of
+    feedback (bumped into the edge, fell into a hole, reached the goal).
 
 Actions:
     ``left``, ``down``, ``right``, ``up`` (Gymnasium's action ids 0-3). Moving off the map
@@ -33,9 +33,18 @@ Registered ids:
 
 Expert:
     Shortest path on the map (value iteration on the chance of success when slippery),
-    from the current position. It names the goal, then for each move in the order of the
-    ``Next to you`` line what it meets (edge, hole) or how many steps to the goal it takes,
-    then the first of the shortest moves and the steps left.
+    from the current position; of several shortest moves, the first in the order left,
+    down, right, up. Its rationale, when the goal lies down and to the right and a path of
+    down and right moves reaches it (every 4x4 map from its start, 98% of 8x8 maps): what
+    lies below, then which cells a walk of down and right moves from there reaches, row by
+    row (``o`` reached, ``x`` not, as are the rows down to the agent's and the cells left of
+    it; ``H`` hole), and whether it reaches G: go down if it does, else right::
+
+        down=ice. row 1: o H H x, row 2: o o o o, row 3: H o o G. G reached: go down.
+
+    Elsewhere (a student wandered off, or the way needs an up or left move) it names each
+    move's cell and steps to the goal (``left=edge, down=hole, right=ice 5, up=edge``) and
+    picks the first of the shortest.
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ class FrozenLakeTextEnv(ToyTextEnv):
     """
 
     actions = ACTIONS
+    compact_history = 0  # the observation is the whole state
 
     def __init__(self, size: int = 4, slippery: bool = False, p_frozen: float = 0.8,
                  max_steps: int | None = None, render_mode: str | None = None) -> None:
@@ -91,10 +101,6 @@ class FrozenLakeTextEnv(ToyTextEnv):
             "hole: falling into a hole ends the episode. Moving off the map leaves you in "
             f"place.{slip} Actions: left, down, right, up (one cell each). Reward: 1 for "
             f"reaching the goal, else 0. You have at most {self.max_steps} moves."
-        )
-        self.compact_instructions = (
-            "Frozen lake: walk from A to the goal G, never onto a hole H. (row,col), row 0 at "
-            "the top. Actions: left, down, right, up."
         )
 
     # ------------------------------------------------------------------ world
@@ -131,7 +137,8 @@ class FrozenLakeTextEnv(ToyTextEnv):
         pos = self.pos
         rows = []
         for r, row in enumerate(self.map):
-            rows.append(" ".join("A" if (r, c) == pos else ch for c, ch in enumerate(row)))
+            cells = " ".join("A" if (r, c) == pos else ch for c, ch in enumerate(row))
+            rows.append(f"row {r}: {cells}")
         names = {(r, c): _CELL_NAMES[ch] for r, row in enumerate(self.map)
                  for c, ch in enumerate(row)}
         shape = (len(self.map), len(self.map[0]))
@@ -159,12 +166,63 @@ class FrozenLakeTextEnv(ToyTextEnv):
                     f"go {action} to stay off the holes.")
         if plan.deterministic:
             assert plan.steps is not None
-            return self._lookahead(pos, action, plan.steps)
+            return self._down_walk(pos, action) or self._lookahead(pos, action, plan.steps)
         holes = sorted(h for h in self._holes() if abs(h[0] - pos[0]) + abs(h[1] - pos[1]) == 1)
         near = f" Hole next to me at {fmt(holes[0])}." if holes else ""
         return (f"Goal at {fmt(self.goal)}. The ice is slippery.{near} Go {action}: the safest "
                 f"way, about {round(100 * plan.success_prob)}% chance to reach the goal.")
 
+
+    def _down_walk(self, pos: tuple[int, int], action: str) -> str | None:
+        """The rationale of a state the goal lies down and right of: whether a walk of down
+        and right moves from the cell below reaches G, computed row by row as the student
+        can compute it (each cell from the map cell, the cell to its left and the one above,
+        all already written). None when that rule would not give the planner's ``action``
+        (the shortest way needs an up or left move), so the caller explains it otherwise.
+
+        ``down=ice. row 1: o H H x, row 2: o o o o, row 3: H o o G. G reached: go down.``
+
+        The walk is written whatever lies below (from a hole or the edge it reaches
+        nothing), so every rationale has one form and the move is read off its end: with
+        a shorter form for those cases a micro student wrote it after ``down=ice`` too.
+
+        Every row but the first (the walk never reaches it) is written, those out of the
+        walk's reach as ``x``, so each mark stands at the same distance in tokens from its
+        map cell in the observation whatever the agent's position (one token a cell in
+        both), and at fixed distances from the mark to its left and the one above:
+        everything a mark depends on is a fixed number of tokens back, which a small
+        transformer learns quickly. Written only from the walk's first row, the distance to
+        the map varied and a micro student wrote ``o`` over holes; copying each map row
+        first did not help (the copy of ``F F H F`` came out ``F F F F``). The former
+        rationale gave each move's steps to the goal: a micro student learnt the Manhattan
+        part and never the detours, and its 0.95 per decision was exactly the share of
+        states where the first safe shortening move is on a shortest path.
+        """
+        size, (gr, gc) = len(self.map), self.goal
+        r, c = pos
+        if (gr, gc) != (size - 1, size - 1):
+            return None  # a map given by hand may put the goal anywhere
+        below = "edge" if r + 1 == size else _CELL_NAMES[self.map[r + 1][c]]
+        reached: dict[tuple[int, int], bool] = {}
+        rows = []
+        for i in range(1, size):  # the walk starts below the agent: never in row 0
+            marks = []
+            for j in range(size):
+                if i <= r or j < c:
+                    marks.append("x")
+                    continue
+                ch = self.map[i][j]
+                ok = ch != "H" and ((i, j) == (r + 1, c) or reached.get((i - 1, j), False)
+                                    or reached.get((i, j - 1), False))
+                reached[(i, j)] = ok
+                marks.append("H" if ch == "H" else ("G" if ch == "G" and ok else "o" if ok else "x"))
+            rows.append(f"row {i}: {' '.join(marks)}")
+        done = reached.get((gr, gc), False)  # nothing is reached from a hole or the edge
+        choice = "down" if done else "right"
+        if action != choice:
+            return None
+        verdict = "G reached: go down." if done else "G not reached: go right."
+        return f"down={below}. {', '.join(rows)}. {verdict}"
 
     def _lookahead(self, pos: tuple[int, int], action: str, steps: int) -> str:
         """The deterministic expert's reasoning, one move at a time, in the order of the
