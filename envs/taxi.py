@@ -34,9 +34,20 @@ Registered ids:
 
 Expert:
     Shortest plan over the full state (taxi cell, passenger, destination), from the
-    current state: it says where the passenger or the destination is, where the taxi is,
-    for each move (south, north, east, west) a wall or the steps to the delivery that way,
-    then the first of the shortest moves and the steps left.
+    current state; of several shortest moves, the first in the order south, north, east,
+    west. The walls cut the map into parts: top left (rows 0-1, cols 0-1, stand R), top
+    right (rows 0-1, cols 2-4, G), bottom left (rows 3-4, col 0, Y), bottom middle (rows
+    3-4, cols 1-2), bottom right (rows 3-4, cols 3-4, B), joined by the open middle row 2.
+    Its rationale names where the taxi is headed now (the passenger's stand, or the
+    destination once the passenger is in the taxi) and its part, then where the taxi is
+    and its part (in the middle row: the part above or below it, on the side it is headed
+    to), then the move::
+
+        Passenger at Y (4,0), bottom left; taxi at (2,1), middle row over bottom middle. Go west.
+
+    The move follows from that: the same part: straight at the target, rows first; in the
+    middle row over another part: along the row toward the target; elsewhere: to the
+    middle row.
 """
 
 from __future__ import annotations
@@ -51,6 +62,16 @@ from envs.toytext import Plan, ToyTextEnv, fmt
 ACTIONS = ("south", "north", "east", "west", "pickup", "dropoff")
 STANDS = ("R", "G", "Y", "B")
 IN_TAXI = 4
+MIDDLE_ROW = 2
+
+
+def part(r: int, c: int) -> str:
+    """The part of the map a cell lies in (the walls of rows 0-1 and 3-4 cut it up)."""
+    if r == MIDDLE_ROW:
+        return "middle row"
+    if r < MIDDLE_ROW:
+        return "top left" if c <= 1 else "top right"
+    return "bottom left" if c == 0 else "bottom middle" if c <= 2 else "bottom right"
 
 
 class TaxiTextEnv(ToyTextEnv):
@@ -63,6 +84,7 @@ class TaxiTextEnv(ToyTextEnv):
 
     env_id = "taxi"
     actions = ACTIONS
+    compact_history = 0  # the observation is the whole state
 
     def __init__(self, max_steps: int = 200, render_mode: str | None = None) -> None:
         super().__init__(render_mode=render_mode)
@@ -80,11 +102,6 @@ class TaxiTextEnv(ToyTextEnv):
             "their destination and drop them off. Actions: south, north, east, west (one "
             "cell), pickup, dropoff. Reward: -1 per step, +20 for the delivery, -10 for a "
             f"pickup or dropoff where it is not allowed. You have at most {max_steps} steps."
-        )
-        self.compact_instructions = (
-            "Taxi: drive to the passenger, pickup, drive to the destination, dropoff. '|' is "
-            "a wall. (row,col), row 0 at the top. Actions: south, north, east, west, pickup, "
-            "dropoff."
         )
 
     # ------------------------------------------------------------------ world
@@ -145,31 +162,22 @@ class TaxiTextEnv(ToyTextEnv):
         return ""
 
     def explain(self, plan: Plan) -> str:
+        """Where the taxi is headed and its part of the map, where the taxi is and its
+        part, then the move (see the module docstring).
+
+        The parts turn the move into a few comparisons of coordinates. Given only the
+        target and the taxi's cell, a micro student had to learn the move for each of the
+        200 (cell, target) pairs; after 2,000 steps it still took the straight line where
+        a wall makes the way go round (south from (2,1) toward Y), 7% of its decisions.
+        """
         r, c, p, d = self.decode()
         action = ACTIONS[plan.action]
         assert plan.reachable and plan.steps is not None, "every Taxi state can deliver"
-        left = f"{plan.steps} step{'s' if plan.steps != 1 else ''} left"
-        if action == "pickup":
-            return f"The passenger waits here at {self._stand(p)}: pick up; {left}."
-        if action == "dropoff":
-            return f"The taxi is at the destination {self._stand(d)}: drop off; {left}."
-        if p == IN_TAXI:
-            where = f"Passenger in the taxi, destination {self._stand(d)}"
-        else:
-            where = f"Passenger at {self._stand(p)}"
-        return f"{where}; taxi at {fmt((r, c))}. {self._lookahead()}. Go {action}; {left}."
-
-    def _lookahead(self) -> str:
-        """Each move in action order: ``wall`` when it leaves the taxi in place, else the
-        steps to the delivery that way (``south 15, north 13, east wall, west wall``).
-
-        A small student learns the choice far better with this than from the bare move:
-        each item is a look-up on the fixed map, and the move is the first minimum.
-        """
-        s = self.state
-        q = self.planner().q[s]
-        parts = []
-        for i, a in enumerate(ACTIONS[:4]):
-            nxt = self.game.P[s][i][0][1]
-            parts.append(f"{a} wall" if nxt == s else f"{a} {int(q[i])}")
-        return ", ".join(parts)
+        target = self.locs[d] if p == IN_TAXI else self.locs[p]
+        heading = f"Destination {self._stand(d)}" if p == IN_TAXI else f"Passenger at {self._stand(p)}"
+        where = part(r, c)
+        if where == "middle row":
+            side = MIDDLE_ROW + (1 if target[0] > MIDDLE_ROW else -1)
+            where = f"middle row {'over' if side > MIDDLE_ROW else 'under'} {part(side, c)}"
+        move = {"pickup": "Pick up.", "dropoff": "Drop off."}.get(action, f"Go {action}.")
+        return f"{heading}, {part(*target)}; taxi at {fmt((r, c))}, {where}. {move}"

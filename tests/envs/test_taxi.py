@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import envs
+from envs.base import ExpertStep
 from envs.taxi import TaxiTextEnv
 from envs.toytext import run_expert
 
@@ -82,8 +83,7 @@ def test_expert_delivers_on_every_test_seed_with_the_promised_steps() -> None:
     env = envs.make("taxi")
     for seed in envs.seeds("taxi", "test", 200):
         env.reset(seed=seed)
-        first = env.expert().act().rationale
-        promised = int(re.search(r"; (\d+) steps? left\.$", first).group(1))
+        promised = int(env.planner().q[env.state].min())
         run = run_expert(env, seed)
         assert run.success and run.steps == promised
         assert run.ret == 21 - run.steps  # -1 a step, +20 for the delivery: no -10 on the way
@@ -92,20 +92,48 @@ def test_expert_delivers_on_every_test_seed_with_the_promised_steps() -> None:
 def test_expert_rationales_name_the_phase_and_the_target() -> None:
     env = envs.make("taxi")
     _at(env, 4, 2, 0, 1)
-    assert env.expert().act().rationale == (
-        "Passenger at R (0,0); taxi at (4,2). south wall, north 16, east wall, west 16. "
-        "Go north; 16 steps left.")
+    assert env.expert().act() == ExpertStep(
+        "north", "Passenger at R (0,0), top left; taxi at (4,2), bottom middle. Go north.")
     _at(env, 0, 0, 0, 1)
-    step = env.expert().act()
-    assert (step.action, step.rationale) == (
-        "pickup", "The passenger waits here at R (0,0): pick up; 10 steps left.")
+    assert env.expert().act() == ExpertStep(
+        "pickup", "Passenger at R (0,0), top left; taxi at (0,0), top left. Pick up.")
     _at(env, 0, 0, 4, 1)  # the wall east of (0,1): east is no shorter, the tie goes to south
-    assert env.expert().act().rationale == ("Passenger in the taxi, destination G (0,4); taxi "
-                                            "at (0,0). south 9, north wall, east 9, west wall. "
-                                            "Go south; 9 steps left.")
+    assert env.expert().act() == ExpertStep(
+        "south", "Destination G (0,4), top right; taxi at (0,0), top left. Go south.")
+    _at(env, 2, 1, 2, 1)
+    assert env.expert().act() == ExpertStep(
+        "west", "Passenger at Y (4,0), bottom left; taxi at (2,1), middle row over bottom middle. Go west.")
     _at(env, 0, 4, 4, 1)
-    assert env.expert().act().rationale == (
-        "The taxi is at the destination G (0,4): drop off; 1 step left.")
+    assert env.expert().act() == ExpertStep(
+        "dropoff", "Destination G (0,4), top right; taxi at (0,4), top right. Drop off.")
+
+
+def _move_from_rationale(text: str) -> str:
+    """The move the rationale's words give, by the rule the module docstring states."""
+    m = re.fullmatch(r"(?:Passenger at|Destination) [RGYB] \((\d),(\d)\), ([a-z ]+); taxi at \((\d),(\d)\), "
+                     r"([a-z ]+)\. .*", text)
+    tr, tc, target_part, r, c, taxi_part = m.groups()
+    tr, tc, r, c = int(tr), int(tc), int(r), int(c)
+    if (r, c) == (tr, tc):
+        return "here"
+    if taxi_part == target_part or taxi_part.endswith(target_part):  # same part, or right over it
+        return "south" if tr > r else "north" if tr < r else "east" if tc > c else "west"
+    if taxi_part.startswith("middle row"):
+        return "east" if tc > c else "west"
+    return "south" if r < 2 else "north"
+
+
+def test_the_rule_the_rationale_states_gives_the_planners_move_in_every_state() -> None:
+    env = envs.make("taxi")
+    env.reset(seed=0)
+    for s in range(500):
+        r, c, p, d = env.game.decode(s)
+        if p == d:  # delivered: the episode is over
+            continue
+        env.game.s = s
+        step = env.expert().act()
+        move = _move_from_rationale(step.rationale)
+        assert step.action == ({"here": "dropoff" if p == 4 else "pickup"}.get(move, move)), step
 
 
 @pytest.mark.parametrize("seed", [1, 3, 5])
