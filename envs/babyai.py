@@ -10,8 +10,10 @@ Description:
 Observation:
     Text (``envs.babyai_text.describe``): the mission, the heading (east/south/west/north),
     what the agent carries, every visible object with its position relative to the agent
-    ("red ball 2 ahead, 1 left"; nearest first, then by name), and walls right next to
-    it. Usually well under 400 characters.
+    ("red ball 2 ahead, 1 left"; nearest first, then by name), the objects it saw earlier
+    in the episode and cannot see now, where they are now ("You remember: ..."), and the
+    nearest wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1
+    left."). Usually under 450 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``
@@ -34,8 +36,12 @@ Registered ids (task):
     ``babyai-mixed-pickup-seq-goto`` (mixed:pick_up_seq_go_to).
 
 Expert:
-    ``BabyAIBot`` (``BabyAIExpert``), told every action actually applied, so it
-    keeps working when another policy chose earlier actions (DAgger).
+    "Go to" missions (``babyai-goto-local``, ``babyai-mixed-goto``): ``GoToExpert``
+    (``envs.babyai_goto``), which acts only on what the observation and the last actions
+    say: a look around (up to three left turns) until an object that fits is seen or
+    remembered, then a shortest path to facing it. Other missions: ``BabyAIBot``
+    (``BabyAIExpert``), told every action actually applied, so it keeps working when
+    another policy chose earlier actions (DAgger).
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ from minigrid.envs.babyai.core.verifier import (
 )
 from minigrid.utils.baby_ai_bot import BabyAIBot, DropSubgoal, GoNextToSubgoal
 
-from envs.babyai_text import describe, explain
+from envs.babyai_goto import GoToExpert
+from envs.babyai_text import describe, explain, remember, visible_cells
 from envs.base import ExpertStep, TextEnv
 
 logger = logging.getLogger(__name__)
@@ -73,6 +80,8 @@ ACTIONS = ("turn left", "turn right", "go forward", "pick up", "drop", "toggle")
 ACTION_IDS = {name: i for i, name in enumerate(ACTIONS)}
 
 _LEVELS = {"BabyAI-GoToLocal-v0": GoToLocal, "BabyAI-PickupLoc-v0": PickupLoc}
+#: Tasks whose missions are all "go to X": their expert is ``GoToExpert``.
+_GOTO_TASKS = frozenset({"BabyAI-GoToLocal-v0", "mixed:goto"})
 
 INSTRUCTIONS = """\
 You are an agent in a BabyAI grid world. Carry out the mission given in each observation.
@@ -88,10 +97,6 @@ Actions:
 - toggle: open or close the door in front of you (unlock it if you carry its key).
 "Go to X" is done when you face X from the cell next to it. "Put X next to Y": drop X on
 a cell beside Y. Finish in as few steps as you can."""
-
-COMPACT_INSTRUCTIONS = """\
-BabyAI grid: carry out the mission. Positions are relative to you (ahead/left/right).
-Actions: turn left, turn right, go forward, pick up, drop, toggle."""
 
 
 class MixedLocalLevel(RoomGridLevel):
@@ -200,7 +205,6 @@ class BabyAITextEnv(TextEnv):
 
     actions = ACTIONS
     instructions = INSTRUCTIONS
-    compact_instructions = COMPACT_INSTRUCTIONS
 
     def __init__(self, task: str, max_steps: int | None = None, render_mode: str | None = None) -> None:
         super().__init__(render_mode=render_mode)
@@ -212,7 +216,12 @@ class BabyAITextEnv(TextEnv):
         self.env_id = f"babyai:{task}"
         self.episode = 0  # counts resets, so an expert can tell a new episode from the old
         self._success_flag = False
-        self._expert: BabyAIExpert | None = None
+        self._expert: BabyAIExpert | GoToExpert | None = None
+        #: This episode's memory: world cell -> the object last seen there (the text's
+        #: "You remember"), every cell ever in view, and the actions applied.
+        self.memory: dict[tuple[int, int], str] = {}
+        self.seen: set[tuple[int, int]] = set()
+        self.applied: list[str] = []
 
     # ----------------------------------------------------------------- hooks
     def _reset(self, seed: int | None, options: dict[str, Any] | None) -> None:
@@ -227,26 +236,36 @@ class BabyAITextEnv(TextEnv):
         self.max_steps = self._fixed_max_steps or int(self.level.max_steps)
         self.episode += 1
         self._success_flag = False
-        if self._expert is not None:
+        self.memory, self.seen, self.applied = {}, set(), []
+        self._look()
+        if isinstance(self._expert, BabyAIExpert):
             self._expert.restart()
+
+    def _look(self) -> None:
+        """Add what is in view now to the episode's memory."""
+        remember(self.memory, self.level)
+        self.seen.update(visible_cells(self.level))
 
     def _apply(self, action: str) -> tuple[float, bool, str]:
         _, reward, terminated, _, _ = self.level.step(ACTION_IDS[action])
         self._success_flag = bool(terminated and reward > 0)
-        if self._expert is not None and not terminated:
+        self.applied.append(action)
+        self._look()
+        if isinstance(self._expert, BabyAIExpert) and not terminated:
             self._expert.observe(ACTION_IDS[action])
         return float(reward), bool(terminated), ""
 
     def _render(self) -> str:
-        return describe(self.level)
+        return describe(self.level, self.memory)
 
     def _success(self) -> bool:
         return self._success_flag
 
-    def expert(self) -> BabyAIExpert:
-        """minigrid's BabyAIBot bound to this env; one per env, it follows every reset."""
+    def expert(self) -> BabyAIExpert | GoToExpert:
+        """The env's expert (one per env; it follows every reset): ``GoToExpert`` for "go
+        to" tasks, else minigrid's BabyAIBot."""
         if self._expert is None:
-            self._expert = BabyAIExpert(self)
+            self._expert = GoToExpert(self) if self.task in _GOTO_TASKS else BabyAIExpert(self)
         return self._expert
 
 

@@ -3,8 +3,10 @@
 Two pure functions of a minigrid state, kept apart from the env class so that each can be
 read (and tested) on its own:
 
-* ``describe(env)``: the observation text a policy reads (mission, heading, what is carried,
-  the objects in the 7x7 view with their position relative to the agent, adjacent walls);
+* ``describe(env, memory)``: the observation text a policy reads (mission, heading, what is
+  carried, the objects in the 7x7 view with their position relative to the agent, the
+  objects seen earlier in the episode that are out of view now, the nearest walls straight
+  ahead, left and right);
 * ``explain(bot, action)``: one or two plain sentences that say why ``BabyAIBot`` chose
   ``action``, built from its subgoal stack and the scene.
 
@@ -62,8 +64,12 @@ def relative_offset(env: Any, pos: Any) -> tuple[int, int]:
     return int(np.dot(d, env.dir_vec)), int(np.dot(d, env.right_vec))
 
 
-def visible_objects(env: Any) -> list[tuple[str, int, int]]:
-    """Objects in the agent's view as (name, ahead, right), nearest first, then by name.
+Pos = tuple[int, int]
+
+
+def visible_cells(env: Any) -> dict[Pos, WorldObj | None]:
+    """Every cell in the agent's view (world position -> what is there, None if empty),
+    the agent's own cell excluded.
 
     Uses minigrid's own partial view (``gen_obs_grid``: 7x7, occluded by walls and closed
     doors), so the text shows exactly what the pixel/grid observation would show.
@@ -71,39 +77,80 @@ def visible_objects(env: Any) -> list[tuple[str, int, int]]:
     grid, vis_mask = env.gen_obs_grid()
     size = grid.width
     me = (size // 2, size - 1)
-    seen = []
+    pos, fwd, right = np.asarray(env.agent_pos), env.dir_vec, env.right_vec
+    cells: dict[Pos, WorldObj | None] = {}
     for i in range(size):
         for j in range(grid.height):
             if (i, j) == me or not vis_mask[i, j]:
                 continue
-            cell = grid.get(i, j)
-            if cell is None or cell.type in _SCENERY:
-                continue
-            seen.append((object_name(cell), size - 1 - j, i - size // 2))
-    seen.sort(key=lambda o: (abs(o[1]) + abs(o[2]), o[0], -o[1], o[2]))
-    return seen
+            world = pos + (size - 1 - j) * fwd + (i - size // 2) * right
+            cells[(int(world[0]), int(world[1]))] = grid.get(i, j)
+    return cells
 
 
-def adjacent_walls(env: Any) -> list[str]:
-    """Which of ahead/left/right is a wall cell right next to the agent."""
+def _nearest_first(objs: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    return sorted(objs, key=lambda o: (abs(o[1]) + abs(o[2]), o[0], -o[1], o[2]))
+
+
+def visible_objects(env: Any) -> list[tuple[str, int, int]]:
+    """Objects in the agent's view as (name, ahead, right), nearest first, then by name."""
+    return _nearest_first([(object_name(obj), *relative_offset(env, pos))
+                           for pos, obj in visible_cells(env).items()
+                           if obj is not None and obj.type not in _SCENERY])
+
+
+def remember(memory: dict[Pos, str], env: Any) -> None:
+    """Update ``memory`` (world cell -> object name, what the agent saw there last) with the
+    current view: objects seen now are written, cells seen empty now are forgotten."""
+    for pos, obj in visible_cells(env).items():
+        if obj is not None and obj.type not in _SCENERY:
+            memory[pos] = object_name(obj)
+        else:
+            memory.pop(pos, None)
+
+
+def remembered_objects(env: Any, memory: dict[Pos, str]) -> list[tuple[str, int, int]]:
+    """Objects of ``memory`` that are out of view now, as (name, ahead, right), nearest first."""
+    in_view = visible_cells(env)
+    return _nearest_first([(name, *relative_offset(env, pos)) for pos, name in memory.items()
+                           if pos not in in_view and tuple(env.agent_pos) != pos])
+
+
+def wall_distances(env: Any) -> list[tuple[str, int]]:
+    """(direction, cells) of the nearest wall straight ahead, left and right, where it is in
+    view; 1 is the cell next to the agent."""
+    cells = visible_cells(env)
     pos, fwd, right = np.asarray(env.agent_pos), env.dir_vec, env.right_vec
     out = []
-    for word, cell_pos in (("ahead", pos + fwd), ("left", pos - right), ("right", pos + right)):
-        cell = env.grid.get(*cell_pos)
-        if cell is not None and cell.type == "wall":
-            out.append(word)
+    for word, step in (("ahead", fwd), ("left", -right), ("right", right)):
+        for k in range(1, env.agent_view_size):
+            at = pos + k * step
+            key = (int(at[0]), int(at[1]))
+            if key not in cells:
+                break
+            if cells[key] is not None and cells[key].type == "wall":
+                out.append((word, k))
+                break
     return out
 
 
-def describe(env: Any) -> str:
-    """The observation text of a BabyAI state (about 100-350 characters).
+def _listing(objs: list[tuple[str, int, int]]) -> str:
+    return "; ".join(f"{name} {relative_words(a, r)}" for name, a, r in objs)
+
+
+def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
+    """The observation text of a BabyAI state (about 100-450 characters).
 
     Example::
 
         Mission: go to the red ball.
         You face east and carry nothing.
         You see: red ball 2 ahead, 1 left; grey door (closed) 3 ahead.
-        Walls next to you: left.
+        You remember: blue key 2 behind, 3 right.
+        Walls: 4 ahead, 1 left.
+
+    ``memory`` (see ``remember``) adds the "You remember" line: what the agent saw earlier
+    in the episode and cannot see now, where it is now relative to the agent.
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
     lines = [
@@ -111,14 +158,13 @@ def describe(env: Any) -> str:
         f"You face {HEADINGS[env.agent_dir]} and carry {carrying}.",
     ]
     objs = visible_objects(env)
-    if objs:
-        lines.append("You see: " + "; ".join(
-            f"{name} {relative_words(a, r)}" for name, a, r in objs) + ".")
-    else:
-        lines.append("You see: no objects.")
-    walls = adjacent_walls(env)
+    lines.append(f"You see: {_listing(objs)}." if objs else "You see: no objects.")
+    past = remembered_objects(env, memory) if memory else []
+    if past:
+        lines.append(f"You remember: {_listing(past)}.")
+    walls = wall_distances(env)
     if walls:
-        lines.append("Walls next to you: " + ", ".join(walls) + ".")
+        lines.append("Walls: " + ", ".join(f"{k} {word}" for word, k in walls) + ".")
     return "\n".join(lines)
 
 

@@ -13,7 +13,8 @@ from minigrid.core.world_object import Ball, Door, Key
 from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc, PickupInstr
 
 import envs
-from envs.babyai import ACTIONS, BabyAITextEnv
+from envs.babyai import ACTIONS, BabyAIExpert, BabyAITextEnv
+from envs.babyai_goto import GoToExpert
 
 BABYAI_IDS = [i for i in envs.list_envs() if i.startswith("babyai-")]
 N_EXPERT_SEEDS = 200
@@ -167,6 +168,7 @@ def _empty_room(env: BabyAITextEnv) -> None:
         for j in range(1, lv.height - 1):
             lv.grid.set(i, j, None)
     lv.agent_pos, lv.agent_dir, lv.carrying = np.array((3, 3)), 3, None
+    env.memory, env.seen, env.applied = {}, set(), []
 
 
 def _set_mission(env: BabyAITextEnv, instr) -> None:
@@ -174,7 +176,8 @@ def _set_mission(env: BabyAITextEnv, instr) -> None:
     lv.instrs = instr
     instr.reset_verifier(lv)
     lv.mission = instr.surface(lv)
-    env.expert().restart()
+    if isinstance(env.expert(), BabyAIExpert):
+        env.expert().restart()
 
 
 def test_text_names_objects_by_relative_position_heading_carrying_and_walls() -> None:
@@ -191,36 +194,83 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
     assert env._render() == (
         "Mission: go to the red ball.\n"
         "You face north and carry a blue key.\n"
-        "You see: blue ball 1 ahead, 1 right; red ball 2 ahead, 1 left; yellow door (locked) 3 right."
+        "You see: blue ball 1 ahead, 1 right; red ball 2 ahead, 1 left; yellow door (locked) 3 right.\n"
+        "Walls: 3 ahead, 3 left."  # east, 4 to the right, is out of the 7x7 view
     )
+    env._look()  # what a step does: the objects in view go into the episode's memory
     lv.agent_pos, lv.agent_dir, lv.carrying = np.array((1, 1)), 2, None
-    text = env._render()
-    assert "You face west and carry nothing." in text
-    assert text.endswith("Walls next to you: ahead, right.")
+    # Facing west from (1,1): nothing in view; what was seen is remembered where it is now.
+    # The green ball behind the agent was never seen, so it is not remembered.
+    assert env._render() == (
+        "Mission: go to the red ball.\n"
+        "You face west and carry nothing.\n"
+        "You see: no objects.\n"
+        "You remember: red ball 1 behind; blue ball 3 behind, 1 left; yellow door (locked) 5 behind, 2 left.\n"
+        "Walls: 1 ahead, 1 right."
+    )
 
 
-def test_expert_explains_its_actions_in_plain_words() -> None:
-    env = envs.make("babyai-goto-local")
-    _empty_room(env)
-    lv = env.level
-    lv.put_obj(Ball("red"), 2, 1)
-    _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
-    expert = env.expert()
-    said = []
-    done = False
+def _play(env: BabyAITextEnv) -> tuple[list[tuple[str, str]], dict]:
+    expert, said, done, info = env.expert(), [], False, {}
     while not done:
         step = expert.act()
         assert expert.act() == step  # asking twice changes nothing
         said.append((step.action, step.rationale))
-        _, _, done, _, info = env.step(step.action)
+        _, _, terminated, truncated, info = env.step(step.action)
+        done = terminated or truncated
+    return said, info
+
+
+def test_goto_expert_walks_to_what_it_sees() -> None:
+    env = envs.make("babyai-goto-local")
+    assert isinstance(env.expert(), GoToExpert)
+    _empty_room(env)
+    env.level.put_obj(Ball("red"), 2, 1)
+    _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
+    said, info = _play(env)
     assert said == [
-        ("go forward", "Go to the red ball. It is 2 ahead, 1 left, so go forward."),
-        ("go forward", "Go to the red ball. It is 1 ahead, 1 left, so go forward."),
-        ("turn left", "Go to the red ball. It is 1 left, so turn left."),
+        ("go forward", "go to the red ball: red ball 2 ahead, 1 left: go forward."),
+        ("go forward", "go to the red ball: red ball 1 ahead, 1 left: go forward."),
+        ("turn left", "go to the red ball: red ball 1 left: turn left."),
     ]
     assert info["success"]
 
+
+def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
+    env = envs.make("babyai-goto-local")
     _empty_room(env)
+    env.level.put_obj(Ball("red"), 3, 5)  # 2 behind: out of view
+    _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
+    said, info = _play(env)
+    assert said == [
+        ("turn left", "go to the red ball: not seen: turn left."),
+        ("turn left", "go to the red ball: red ball 2 left: turn left."),
+        ("go forward", "go to the red ball: red ball 2 ahead: go forward."),
+    ]
+    assert info["success"]
+    _empty_room(env)
+    env.level.put_obj(Ball("red"), 3, 1)
+    env.level.put_obj(Key("blue"), 3, 2)  # right in front: the straight way is blocked
+    _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
+    said, info = _play(env)
+    assert said == [
+        ("turn left", "go to the red ball: red ball 2 ahead; blocked: turn left."),
+        ("go forward", "go to the red ball: red ball 2 right; blocked: go forward."),
+        # Behind the agent now, out of view: where the observation remembers it.
+        ("turn right", "go to the red ball: red ball 1 behind, 2 right: turn right."),
+        ("go forward", "go to the red ball: red ball 2 ahead, 1 right: go forward."),
+        ("go forward", "go to the red ball: red ball 1 ahead, 1 right: go forward."),
+        ("turn right", "go to the red ball: red ball 1 right: turn right."),
+    ]
+    assert info["success"]
+
+
+def test_bot_explains_its_actions_in_plain_words() -> None:
+    env = envs.make("babyai-pickup-loc")
+    expert = env.expert()
+    assert isinstance(expert, BabyAIExpert)
+    _empty_room(env)
+    lv = env.level
     lv.put_obj(Key("blue"), 3, 2)
     lv.put_obj(Ball("red"), 3, 6)  # behind, unseen
     _set_mission(env, PickupInstr(ObjDesc("key", "blue")))
