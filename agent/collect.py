@@ -222,11 +222,26 @@ def _loader(cfg: CollectConfig) -> Any:
     return get
 
 
-def _run_one(get_policy: Any, env_id: str, seed: int) -> Episode:
+def _env_getter() -> Any:
+    """``get(env_id)``: one env per thread and id, reused across episodes (``reset(seed)``
+    starts each afresh; building Taxi's model and planner anew cost ~30 ms an episode)."""
     import envs
+
+    local = threading.local()
+
+    def get(env_id: str) -> Any:
+        cache = local.__dict__.setdefault("envs", {})
+        if env_id not in cache:
+            cache[env_id] = envs.make(env_id)
+        return cache[env_id]
+
+    return get
+
+
+def _run_one(get_policy: Any, get_env: Any, env_id: str, seed: int) -> Episode:
     from agent.episode import run_episode
 
-    return run_episode(envs.make(env_id), get_policy(), seed)
+    return run_episode(get_env(env_id), get_policy(), seed)
 
 
 def collect(cfg: CollectConfig) -> CollectSummary:
@@ -250,6 +265,7 @@ def collect(cfg: CollectConfig) -> CollectSummary:
         log.info("%s: resuming, %d of %d episodes already on disk", cfg.out, summary.resumed, len(wanted))
     live = {"ok": 0, "n": 0, "tokens": 0, "errors": 0}
     get_policy = _loader(cfg) if todo else None
+    get_env = _env_getter()
     write_json_atomic(config_path(cfg.out), asdict(cfg))
     if todo:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -272,30 +288,30 @@ def collect(cfg: CollectConfig) -> CollectSummary:
 
             if cfg.concurrency == 1:
                 for env_id, seed in todo:
-                    record(_run_one(get_policy, env_id, seed))
+                    record(_run_one(get_policy, get_env, env_id, seed))
             else:
-                _run_threads(cfg.concurrency, get_policy, todo, record)
+                _run_threads(cfg.concurrency, get_policy, get_env, todo, record)
     for env_id, seed in wanted:
         ep, kept = on_disk[(env_id, seed)]
         summary.per_env.setdefault(env_id, EnvTally()).add(ep, kept)
     return summary
 
 
-def _run_threads(n: int, get_policy: Any, todo: list[tuple[str, int]], record: Any) -> None:
+def _run_threads(n: int, get_policy: Any, get_env: Any, todo: list[tuple[str, int]], record: Any) -> None:
     """Run ``todo`` on ``n`` threads; records are written from this thread only."""
     pool = ThreadPoolExecutor(n, thread_name_prefix="collect")
     pending = iter(todo)
     running: set[Future[Episode]] = set()
     try:
         for key in itertools.islice(pending, 2 * n):
-            running.add(pool.submit(_run_one, get_policy, *key))
+            running.add(pool.submit(_run_one, get_policy, get_env, *key))
         while running:
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for f in finished:
                 record(f.result())
                 nxt = next(pending, None)
                 if nxt is not None:
-                    running.add(pool.submit(_run_one, get_policy, *nxt))
+                    running.add(pool.submit(_run_one, get_policy, get_env, *nxt))
     finally:
         # On Ctrl-C: drop what has not started; episodes in flight are lost, not half-written.
         pool.shutdown(wait=False, cancel_futures=True)
