@@ -229,10 +229,27 @@ class Relabeler:
         state), in order, on ``concurrency`` threads."""
         if self.reads_state and pending:
             raise RuntimeError("label_many: the expert reads the env's live state; use label_now")
-        if self.concurrency == 1 or len(pending) <= 1:
-            return [self._ask(lambda p=p: self._bound(p), p.context) for p in pending]
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="relabel") as pool:
-            return list(pool.map(lambda p: self._ask(lambda: self._bound(p), p.context), pending))
+        # States with the same prompt (a bump into a wall repeats the observation) are asked
+        # once: asked in parallel, they would all miss the cache together.
+        keys = [self._key(p.context) for p in pending]
+        first: dict[str, Pending] = {}
+        for p, k in zip(pending, keys):
+            first.setdefault(k, p)
+        unique = list(first.values())
+        if self.concurrency == 1 or len(unique) <= 1:
+            answers = [self._ask(lambda p=p: self._bound(p), p.context) for p in unique]
+        else:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="relabel") as pool:
+                answers = list(pool.map(lambda p: self._ask(lambda: self._bound(p), p.context), unique))
+        by_key = dict(zip(first, answers))
+        labels: list[Label | None] = []
+        for p, k in zip(pending, keys):
+            label = by_key[k]
+            if label is not None and p is not first[k]:
+                label = Label(**{**asdict(label), "cached": True})
+                self.stats.cache_hits += 1
+            labels.append(label)
+        return labels
 
     def _bound(self, p: Pending) -> Policy:
         """This thread's teacher, reset on an env of ``p``'s episode (a policy that keeps
