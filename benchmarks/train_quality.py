@@ -1,26 +1,26 @@
 """Benchmark: does a micro student trained on expert traces keep the expert's success?
 
     .venv/bin/python benchmarks/train_quality.py                            # the issue's bar
-    .venv/bin/python benchmarks/train_quality.py --env-ids frozenlake-4x4 --train-episodes 100 \\
-        --steps 300 --test-episodes 50                                      # a reduced budget
+    .venv/bin/python benchmarks/train_quality.py --env-ids frozenlake-4x4 --train-episodes 300 \\
+        --steps 300 --test-episodes 20                                      # a reduced budget
 
 For each env: the env's expert plays ``train`` seeds (traces written with ``TraceWriter``),
 ``distill.train`` trains a student, and the student plays held-out ``test`` seeds through
 transformers (greedy decoding, the one prompt renderer, ``parse_completion``). The issue's
 bar: within ~10 minutes of training on 2 CPU cores, success >= 90% of the expert's.
 Prints a table and appends one JSON line per env to
-``benchmarks/results/train_quality.jsonl`` (config, success with 95% Wilson interval,
-training time, tokens/s).
+``benchmarks/results/train_quality.jsonl``: where it ran (commit, machine, load), the
+config, success with its 95% Wilson interval, the wall time of ``train`` (validations and
+checkpoints included) and of its training steps alone, tokens/s, and the validation curve.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import tyro
@@ -33,7 +33,7 @@ from distill.student import read_meta
 from distill.traces import TraceWriter
 from distill.train import TrainConfig, train
 
-RESULTS = Path(__file__).resolve().parent / "results" / "train_quality.jsonl"
+RESULTS = "train_quality"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,36 +44,40 @@ class Config:
     """Envs to benchmark."""
     student: str = "micro"
     """Student preset."""
-    train_episodes: int = 400
-    """Expert episodes (train seeds) per env."""
-    test_episodes: int = 100
+    train_episodes: int = 3000
+    """Expert episodes (train seeds) per env (~10 ms each to collect; more than the steps
+    below can use, so every example is seen about once)."""
+    test_episodes: int = 50
     """Held-out test seeds per env, for both the expert and the student."""
-    steps: int = 1000
-    """Optimizer steps per env (~10 minutes of micro on 2 free cores; the student's first
-    ~300 steps are a plateau, see BENCHMARKS.md)."""
-    batch_size: int = 16
+    steps: int = 1500
+    """Optimizer steps per env (sized to ~10 minutes of micro on 2 free cores; see
+    BENCHMARKS.md)."""
+    batch_size: int = 8
     """Examples per step."""
     lr: float = 2e-3
     """Peak learning rate."""
-    max_steps: int = 0
+    eval_every: int = 500
+    """Validate (and save the last checkpoint) every N steps."""
+    max_steps: int = 50
     """Cap on steps per held-out episode for expert and student alike (0: the env's own
     limit). A lost student otherwise wanders to the limit (Taxi: 200 steps of generation)."""
     mixed_precision: Literal["no", "bf16"] = "no"
-    """``agentkd train --mixed-precision``: no | bf16."""
+    """``agentkd train --mixed-precision``: no | bf16 (fast only on CPUs with AVX512-BF16)."""
     action_only: bool = False
     """Train on ``Action: ...`` alone (no rationale): the loss is all on the decision."""
     workdir: str = "runs/train_quality"
     """Where traces and students go."""
+    results_dir: Path | None = None
+    """Where train_quality.jsonl is appended (default benchmarks/results)."""
 
 
-def expert_episode(env_id: str, seed: int, max_steps: int = 0) -> Episode:
-    """One expert episode as a trace record (rationales included), played by the same
-    ``run_episode`` that ``agentkd collect`` uses."""
+def expert_episode(env: Any, seed: int) -> Episode:
+    """One expert episode of ``env`` as a trace record (rationales included), played by
+    the same ``run_episode`` that ``agentkd collect`` uses."""
     from agent.episode import run_episode
     from agent.policies import load_policy
 
-    options = {"max_steps": max_steps} if max_steps else {}
-    return run_episode(envs.make(env_id, **options), load_policy("expert"), seed, env_options=options or None)
+    return run_episode(env, load_policy("expert"), seed)
 
 
 def student_successes(student_dir: str | Path, env_id: str, seeds: list[int], max_steps: int = 0) -> int:
@@ -87,45 +91,55 @@ def student_successes(student_dir: str | Path, env_id: str, seeds: list[int], ma
     return sum(run_episode(env, policy, seed).success for seed in seeds)
 
 
+def _curve(student_dir: Path) -> list[dict[str, Any]]:
+    """The validation lines of a training run's log.jsonl."""
+    keys = ("step", "val_action_acc", "val_tf_action_acc", "val_loss", "tokens_per_s", "val_s")
+    lines = (json.loads(x) for x in (student_dir / "log.jsonl").read_text().splitlines() if x.strip())
+    return [{k: round(v, 4) if isinstance(v, float) else v for k, v in d.items() if k in keys} for d in lines]
+
+
 def main(cfg: Config) -> None:
+    from common import append_result, stamp
     from eval.metrics import wilson_interval
 
     console = Console()
-    table = Table("env", "expert", "student", "ratio", "train s", "tok/s", "val acc")
+    table = Table("env", "expert", "student", "ratio", "train s", "steps s", "tok/s", "val acc")
     work = Path(cfg.workdir)
     for env_id in cfg.env_ids:
+        at_start = stamp()
         traces = work / f"{env_id}.jsonl"
-        if traces.exists():
-            traces.unlink()
+        traces.unlink(missing_ok=True)
+        env = envs.make(env_id)
         with TraceWriter(traces) as w:
             for seed in envs.seeds(env_id, "train", cfg.train_episodes):
-                w.write(expert_episode(env_id, seed))
+                w.write(expert_episode(env, seed))
         t0 = time.perf_counter()
         best = train(TrainConfig(traces=str(traces), student=cfg.student, out=str(work / env_id),
                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                                 eval_every=max(cfg.steps // 3, 1), val_frac=0.05, progress=False,
-                                 action_only=cfg.action_only,
-                                 mixed_precision=cfg.mixed_precision))
+                                 eval_every=cfg.eval_every, val_frac=0.05, progress=False,
+                                 action_only=cfg.action_only, mixed_precision=cfg.mixed_precision))
         train_s = time.perf_counter() - t0
-        meta = read_meta(work / env_id / "last")
+        curve = _curve(work / env_id)
+        steps_s = train_s - curve[-1].get("val_s", 0.0)
         best_meta = read_meta(best)
         test = envs.seeds(env_id, "test", cfg.test_episodes)
-        exp = sum(expert_episode(env_id, s, cfg.max_steps).success for s in test)
+        capped = envs.make(env_id, **({"max_steps": cfg.max_steps} if cfg.max_steps else {}))
+        exp = sum(expert_episode(capped, s).success for s in test)
         stu = student_successes(best, env_id, test, cfg.max_steps)
         n = len(test)
         rec = {
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env_id": env_id,
-            "config": dataclasses.asdict(cfg), "expert_success": exp / n, "student_success": stu / n,
+            **at_start, "env_id": env_id, "config": {**dataclasses.asdict(cfg), "results_dir": None},
+            "expert_success": exp / n, "student_success": stu / n,
             "student_ci95": wilson_interval(stu, n), "ratio": (stu / exp) if exp else None,
-            "train_s": round(train_s, 1), "tokens_per_s": meta["metrics"].get("tokens_per_s"),
-            "val_action_acc": best_meta["metrics"].get("val_action_acc"),
+            "train_s": round(train_s, 1), "train_steps_s": round(steps_s, 1),
+            "tokens_per_s": curve[-1].get("tokens_per_s"), "best_step": best_meta.get("step"),
+            "val_action_acc": best_meta["metrics"].get("val_action_acc"), "curve": curve,
             "n_parameters": best_meta.get("n_parameters"),
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec, default=str) + "\n")
+        append_result(RESULTS, rec, cfg.results_dir)
         table.add_row(env_id, f"{exp}/{n}", f"{stu}/{n}", f"{rec['ratio']:.2f}" if exp else "-",
-                      f"{train_s:.0f}", f"{rec['tokens_per_s']:.0f}", f"{rec['val_action_acc']}")
+                      f"{train_s:.0f}", f"{steps_s:.0f}", f"{rec['tokens_per_s']:.0f}",
+                      f"{rec['val_action_acc']}")
     console.print(table)
 
 

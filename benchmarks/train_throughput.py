@@ -62,9 +62,10 @@ def _traces(cfg: Config) -> Path:
     if not path.exists():
         cfg.workdir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
+        env = envs.make(cfg.env_id)
         with TraceWriter(tmp) as w:
             for seed in envs.seeds(cfg.env_id, "train", cfg.episodes):
-                w.write(expert_episode(cfg.env_id, seed))
+                w.write(expert_episode(env, seed))
         tmp.rename(path)
     return path
 

@@ -118,3 +118,14 @@ def test_train_throughput(tmp_path: Path) -> None:
         assert row["tokens_per_s"] > 0 and row["bound_tok_s"] > 0 and row["vs_first"] > 0
         assert 0 < row["matmul_params"] < row["n_parameters"]
     assert line["presets"][0]["vs_first"] == 1.0
+
+
+def test_train_quality(tmp_path: Path) -> None:
+    m = _script("train_quality")
+    m.main(m.Config(env_ids=("frozenlake-4x4",), student="nano", train_episodes=6, test_episodes=2,
+                    steps=4, eval_every=2, max_steps=8, workdir=str(tmp_path / "work"), results_dir=tmp_path))
+    line = _only_line(tmp_path, "train_quality")
+    assert line["env_id"] == "frozenlake-4x4" and line["expert_success"] == 1.0
+    assert line["student_success"] in (0.0, 0.5, 1.0) and line["student_ci95"][0] <= line["student_success"]
+    assert [p["step"] for p in line["curve"]] == [2, 4]
+    assert 0 < line["train_steps_s"] <= line["train_s"] and line["tokens_per_s"] > 0
