@@ -122,9 +122,11 @@ def render_messages(context: Context, variant: str) -> list[dict[str, str]]:
             messages.append({"role": "assistant", "content": f"Action: {action}"})
         messages.append({"role": "user", "content": _current_turn(context)})
     else:
+        # The observation comes last, next to the answer: what the answer copies from it
+        # (a mission, a map row) then sits at a fixed distance, the easiest copy to learn.
         text = context.observation
         if context.history:
-            text += "\nRecent actions: " + " | ".join(a for _, a in context.history)
+            text = "Recent actions: " + " | ".join(a for _, a in context.history) + "\n" + text
         messages.append({"role": "user", "content": text})
     return messages
 

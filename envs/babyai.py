@@ -8,12 +8,12 @@ Description:
     box". It sees only a 7x7 square in front of it, blocked by walls and closed doors.
 
 Observation:
-    Text (``envs.babyai_text.describe``): the mission, the heading (east/south/west/north),
+    Text (``envs.babyai_text.describe``): the heading (east/south/west/north),
     what the agent carries, every visible object with its position relative to the agent
     ("red ball 2 ahead, 1 left"; nearest first, then by name), the objects it saw earlier
     in the episode and cannot see now, where they are now ("You remember: ..."), and the
     nearest wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1
-    left."). Usually under 450 characters.
+    left."), then the mission (last, next to the answer). Usually under 450 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``

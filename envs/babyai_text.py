@@ -143,20 +143,17 @@ def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
 
     Example::
 
-        Mission: go to the red ball.
         You face east and carry nothing.
         You see: red ball 2 ahead, 1 left; grey door (closed) 3 ahead.
         You remember: blue key 2 behind, 3 right.
         Walls: 4 ahead, 1 left.
+        Mission: go to the red ball.
 
     ``memory`` (see ``remember``) adds the "You remember" line: what the agent saw earlier
     in the episode and cannot see now, where it is now relative to the agent.
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
-    lines = [
-        f"Mission: {env.mission}.",
-        f"You face {HEADINGS[env.agent_dir]} and carry {carrying}.",
-    ]
+    lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
     objs = visible_objects(env)
     lines.append(f"You see: {_listing(objs)}." if objs else "You see: no objects.")
     past = remembered_objects(env, memory) if memory else []
@@ -165,6 +162,8 @@ def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
     walls = wall_distances(env)
     if walls:
         lines.append("Walls: " + ", ".join(f"{k} {word}" for word, k in walls) + ".")
+    # The mission last: a rationale that starts by repeating it copies from a fixed distance.
+    lines.append(f"Mission: {env.mission}.")
     return "\n".join(lines)
 
 

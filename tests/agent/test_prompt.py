@@ -46,7 +46,7 @@ def test_variants_differ_in_instructions_and_history():
     obs, info = babyai.reset(seed=0)
     assert babyai.compact_history == COMPACT_WINDOW
     compact = render_messages(make_context(babyai, obs, info, history, "compact"), "compact")
-    assert compact[0]["content"] == obs + "\nRecent actions: " + " | ".join(["up"] * COMPACT_WINDOW)
+    assert compact[0]["content"] == "Recent actions: " + " | ".join(["up"] * COMPACT_WINDOW) + "\n" + obs
     with pytest.raises(ValueError, match="expected one of full, compact"):
         make_context(env, obs, info, history, "tiny")
 

@@ -109,7 +109,7 @@ def test_mixed_ids_only_generate_their_mission_kind(env_id: str, words: tuple, m
         mission = env.level.mission
         assert all(w in mission for w in words), mission
         assert not any(h in mission for h in ("yellow box", "red key", "red door", "green ball", "grey door"))
-        assert obs.startswith(f"Mission: {mission}.")
+        assert obs.endswith(f"\nMission: {mission}.")
         assert env.max_steps == max_steps
 
 
@@ -192,21 +192,21 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
     lv.carrying = Key("blue")
     _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
     assert env._render() == (
-        "Mission: go to the red ball.\n"
         "You face north and carry a blue key.\n"
         "You see: blue ball 1 ahead, 1 right; red ball 2 ahead, 1 left; yellow door (locked) 3 right.\n"
-        "Walls: 3 ahead, 3 left."  # east, 4 to the right, is out of the 7x7 view
+        "Walls: 3 ahead, 3 left.\n"  # east, 4 to the right, is out of the 7x7 view
+        "Mission: go to the red ball."
     )
     env._look()  # what a step does: the objects in view go into the episode's memory
     lv.agent_pos, lv.agent_dir, lv.carrying = np.array((1, 1)), 2, None
     # Facing west from (1,1): nothing in view; what was seen is remembered where it is now.
     # The green ball behind the agent was never seen, so it is not remembered.
     assert env._render() == (
-        "Mission: go to the red ball.\n"
         "You face west and carry nothing.\n"
         "You see: no objects.\n"
         "You remember: red ball 1 behind; blue ball 3 behind, 1 left; yellow door (locked) 5 behind, 2 left.\n"
-        "Walls: 1 ahead, 1 right."
+        "Walls: 1 ahead, 1 right.\n"
+        "Mission: go to the red ball."
     )
 
 
