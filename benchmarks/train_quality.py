@@ -65,6 +65,8 @@ class Config:
     """``agentkd train --mixed-precision``: no | bf16 (fast only on CPUs with AVX512-BF16)."""
     action_only: bool = False
     """Train on ``Action: ...`` alone (no rationale): the loss is all on the decision."""
+    tie_embeddings: bool = False
+    """``agentkd train --tie-embeddings``: the output head is the input embedding."""
     workdir: str = "runs/train_quality"
     """Where traces and students go."""
     results_dir: Path | None = None
@@ -117,7 +119,8 @@ def main(cfg: Config) -> None:
         best = train(TrainConfig(traces=str(traces), student=cfg.student, out=str(work / env_id),
                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                  eval_every=cfg.eval_every, val_frac=0.05, progress=False,
-                                 action_only=cfg.action_only, mixed_precision=cfg.mixed_precision))
+                                 action_only=cfg.action_only, mixed_precision=cfg.mixed_precision,
+                                 tie_embeddings=cfg.tie_embeddings))
         train_s = time.perf_counter() - t0
         curve = _curve(work / env_id)
         steps_s = train_s - curve[-1].get("val_s", 0.0)

@@ -5,7 +5,9 @@ student directory holds ``save_pretrained`` output, the tokenizer, and ``agentkd
 prompt format and variant it was trained on, its preset, the hashes of the trace files and
 the full training config, so every checkpoint says how it was made.
 
-Presets (parameter counts at the default 2048-token vocabulary; embeddings are untied):
+Presets (parameter counts at the default 2048-token vocabulary, embeddings untied; with
+``tie=True`` (``agentkd train --tie-embeddings``) the output head is the input embedding,
+2048 x hidden fewer):
 
 =======  ======  ======  =====  ============  ==================  ======
 preset   hidden  layers  heads  intermediate  non-embedding       total
@@ -69,8 +71,9 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def preset_config(preset: str, vocab_size: int) -> LlamaConfig:
-    """The ``LlamaConfig`` of a preset for a tokenizer of ``vocab_size`` tokens."""
+def preset_config(preset: str, vocab_size: int, *, tie: bool = False) -> LlamaConfig:
+    """The ``LlamaConfig`` of a preset for a tokenizer of ``vocab_size`` tokens (``tie``: the
+    output head is the input embedding)."""
     if preset not in PRESETS:
         raise ValueError(f"student preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
     if vocab_size <= 0:
@@ -87,7 +90,7 @@ def preset_config(preset: str, vocab_size: int) -> LlamaConfig:
         max_position_embeddings=p.max_position_embeddings,
         rms_norm_eps=1e-5,
         rope_theta=10000.0,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie,
         attention_bias=False,
         mlp_bias=False,
         hidden_act="silu",
@@ -98,9 +101,9 @@ def preset_config(preset: str, vocab_size: int) -> LlamaConfig:
     )
 
 
-def build_student(preset: str, vocab_size: int, *, seed: int = 0) -> LlamaForCausalLM:
+def build_student(preset: str, vocab_size: int, *, seed: int = 0, tie: bool = False) -> LlamaForCausalLM:
     """A freshly initialised student of ``preset`` (seeded: same seed, same weights)."""
-    config = preset_config(preset, vocab_size)
+    config = preset_config(preset, vocab_size, tie=tie)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)

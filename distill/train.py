@@ -287,7 +287,7 @@ def _student(cfg: TrainConfig, preset: str | None, examples: list[data.Example],
     if preset:
         tok = train_tokenizer((e.prompt + e.completion for e in examples), cfg.vocab_size)
         check_round_trip(tok, (e.prompt + e.completion for e in examples[:50]))
-        return build_student(preset, len(tok), seed=cfg.seed), tok, {}
+        return build_student(preset, len(tok), seed=cfg.seed, tie=cfg.tie_embeddings), tok, {}
     model, tok, _ = load_student(cfg.student)
     missing = [t for t in SPECIAL_TOKENS if t not in tok.get_vocab()]
     if missing:  # a foreign tokenizer: give it agentkd's chat tokens, as special tokens

@@ -32,6 +32,9 @@ class TrainConfig:
     the trace prompts)."""
     vocab_size: int = 2048
     """Tokenizer vocabulary size for a preset student (trained on the traces)."""
+    tie_embeddings: bool = False
+    """A preset student shares its input embedding with its output head (a token it has only
+    read, such as a name in a held-out question, gets a trained output row too)."""
     lora: bool = False
     """Fine-tune a checkpoint with LoRA adapters (merged into the weights before saving)."""
     lora_r: int = 8

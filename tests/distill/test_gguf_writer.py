@@ -112,3 +112,23 @@ def test_provenance_is_json(tiny_gguf):
     prov = read_gguf_info(tiny_gguf).provenance
     assert set(prov) >= {"preset", "trace_hashes", "train_config", "source"}
     json.dumps(prov)
+
+
+def test_a_tied_student_exports_exactly(tiny_student_dir, tmp_path):
+    """``--tie-embeddings`` saves no lm_head; the writer gives llama.cpp the embedding as
+    the output matrix, and the logits still match transformers."""
+    import torch
+
+    from distill.student import build_student, save_student
+
+    _, tok, meta = load_student(tiny_student_dir)
+    tied = build_student("nano", len(tok), seed=3, tie=True)
+    with torch.no_grad():  # a trained-looking head: the shared matrix off its init scale
+        tied.model.embed_tokens.weight.mul_(5.0)
+    student = save_student(tied, tok, tmp_path / "tied", {"prompt_variant": "compact", "preset": "nano"})
+    path = write_gguf(student, tmp_path / "tied.gguf")
+    assert read_gguf_info(path).n_tensors == 3 + 9 * 2  # token_embd, output_norm and output
+    model, tok, _ = load_student(student)
+    assert model.config.tie_word_embeddings
+    report = verify_f32(str(path), model, tok, ["<|user|>\nRow 3:  SFFH  {\"a\": [1, 22]} é\n"])
+    assert report.logit_max_abs_diff <= 1e-4 * max(1.0, report.logit_scale)

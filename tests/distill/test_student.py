@@ -38,6 +38,9 @@ def test_preset_sizes(preset, lo, hi):
     assert not c.tie_word_embeddings and c.max_position_embeddings == 2048
     assert m.lm_head.weight.data_ptr() != m.model.embed_tokens.weight.data_ptr()
     assert emb == 2 * 2048 * c.hidden_size
+    tied = build_student(preset, 2048, tie=True)
+    assert tied.lm_head.weight.data_ptr() == tied.model.embed_tokens.weight.data_ptr()
+    assert count_parameters(tied) == (total - emb // 2, emb // 2)
 
 
 def test_build_is_seeded():
