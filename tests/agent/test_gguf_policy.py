@@ -45,7 +45,8 @@ def test_decision_fields_streaming_and_logprobs(policy):
 
 
 def test_kv_cache_prefix_is_reused_between_decisions(policy, tiny_gguf):
-    first, second = _ctx("SFFF\nFHFH\nstep one"), _ctx("SFFF\nFHFH\nstep two", [("o", "left")])
+    # A Markov env's compact prompt is the observation alone: consecutive ones share the map.
+    first, second = _ctx("SFFF\nFHFH\nstep one"), _ctx("SFFF\nFHFH\nstep two")
     policy.act(first)
     policy.act(second)
     shared = len(policy.llm.tokenize(policy.prompt_text(first).split("step one")[0].encode(),
