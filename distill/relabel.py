@@ -194,11 +194,11 @@ class Relabeler:
         prompt = chat_text(render_messages(context, self.prompt_variant))
         return LabelCache.key(self.policy.spec, self._sampling, prompt)
 
-    def _ask(self, get_policy: Callable[[], Policy], context: Context) -> Label | None:
+    def _ask(self, get_policy: Callable[[], Policy], context: Context, key: str | None = None) -> Label | None:
         """The label of ``context`` from the cache, else from ``get_policy()`` (called only
-        on a miss, so a hit costs no env and no reset)."""
+        on a miss, so a hit costs no env and no reset); ``key``: its cache key, if known."""
         if not self.reads_state:
-            key = self._key(context)
+            key = key or self._key(context)
             hit = self.cache.get(key)
             if hit is not None:
                 with self._lock:
@@ -235,12 +235,13 @@ class Relabeler:
         first: dict[str, Pending] = {}
         for p, k in zip(pending, keys):
             first.setdefault(k, p)
-        unique = list(first.values())
+        unique = list(first.items())
         if self.concurrency == 1 or len(unique) <= 1:
-            answers = [self._ask(lambda p=p: self._bound(p), p.context) for p in unique]
+            answers = [self._ask(lambda p=p: self._bound(p), p.context, k) for k, p in unique]
         else:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="relabel") as pool:
-                answers = list(pool.map(lambda p: self._ask(lambda: self._bound(p), p.context), unique))
+                answers = list(pool.map(lambda kp: self._ask(lambda: self._bound(kp[1]), kp[1].context, kp[0]),
+                                        unique))
         by_key = dict(zip(first, answers))
         labels: list[Label | None] = []
         for p, k in zip(pending, keys):
