@@ -1,6 +1,9 @@
 """Benchmark: does DAgger close the gap between an SFT-only student and its teacher?
 
     .venv/bin/python benchmarks/dagger.py                                   # the issue's bar
+    .venv/bin/python benchmarks/dagger.py --env-ids babyai-goto-local \
+        --start babyai-goto-local=/tmp/tq/babyai-goto-local/best,/tmp/tq/babyai-goto-local.jsonl
+                                  # DAgger from a student train_quality.py already trained
     nice -n 10 .venv/bin/python benchmarks/dagger.py --env-ids frozenlake-8x8 --student nano \\
         --action-only --sft-episodes 40 --sft-steps 200 --episodes 15 --steps 100 \\
         --iterations 2 --test-episodes 20 --max-steps 40                   # a reduced budget
@@ -24,9 +27,11 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
+from common import stamp
 from distill.dagger import DaggerConfig, dagger, report_table
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dagger.jsonl"
@@ -66,12 +71,31 @@ class Config:
     """Cap on generated tokens per decision."""
     workdir: str = "runs/bench_dagger"
     """Where the runs go (one directory per env)."""
+    rollout_backend: Literal["hf", "gguf"] = "gguf"
+    """How students play (rollouts, evaluation): gguf exports each one and plays through llama.cpp."""
+    rollout_quant: str = "q8_0"
+    """GGUF type students play at."""
+    n_threads: int | None = None
+    """Threads of the local models (llama.cpp, torch)."""
+    start: tuple[str, ...] = ()
+    """ENV=STUDENT_DIR,TRACES: that env's SFT start is an already trained student (iteration 0
+    only evaluates it; TRACES, its SFT data, stays in every iteration's training data)."""
 
 
 def main(cfg: Config) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    starts = {}
+    for item in cfg.start:
+        env_id, _, rest = item.partition("=")
+        student_dir, _, traces = rest.partition(",")
+        if not student_dir or not traces:
+            raise SystemExit(f"--start: expected ENV=STUDENT_DIR,TRACES, got {item!r}")
+        starts[env_id] = (student_dir, traces)
     for env_id in cfg.env_ids:
-        dc = DaggerConfig(env=env_id, teacher="expert", student=cfg.student, out=str(Path(cfg.workdir) / env_id),
+        student, traces = starts.get(env_id, (cfg.student, ""))
+        dc = DaggerConfig(env=env_id, teacher="expert", student=student, traces=traces,
+                          out=str(Path(cfg.workdir) / env_id), rollout_backend=cfg.rollout_backend,
+                          rollout_quant=cfg.rollout_quant, n_threads=cfg.n_threads,
                           iterations=cfg.iterations, beta_decay=cfg.beta_decay, episodes=cfg.episodes,
                           sft_episodes=cfg.sft_episodes, sft_steps=cfg.sft_steps, steps=cfg.steps,
                           batch_size=cfg.batch_size, lr=cfg.lr, action_only=cfg.action_only,
@@ -84,7 +108,7 @@ def main(cfg: Config) -> None:
         rows = report["iterations"]
         best_gap = max((r["gap_closed"] for r in rows[1:4] if r["gap_closed"] is not None), default=None)
         rec = {
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env_id": env_id,
+            **stamp(), "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env_id": env_id,
             "config": dataclasses.asdict(cfg), "teacher_success": report["teacher"]["success"],
             "curve": [{k: r[k] for k in ("iteration", "beta", "success", "ci95", "gap_closed", "states_total")}
                       for r in rows],

@@ -97,6 +97,12 @@ class DaggerConfig:
     """Cap on steps per episode in rollouts and evaluation (0: the env's own limit)."""
     max_tokens: int = 96
     """Cap on generated tokens per decision (student, LLM teacher)."""
+    rollout_backend: Literal["hf", "gguf"] = "hf"
+    """How the student plays (rollouts and held-out evaluation): hf, through transformers; gguf,
+    each iteration's student is first exported (parity-checked) and plays through llama.cpp,
+    several times faster per decision on a CPU (BENCHMARKS.md, decision latency)."""
+    rollout_quant: str = "q8_0"
+    """GGUF type the student plays at with --rollout-backend gguf (f32 plays as the HF student)."""
     concurrency: int = 1
     """Threads labelling states of an LLM teacher (each with its own policy)."""
     base_url: str | None = None
@@ -141,6 +147,7 @@ def dagger(cfg: DaggerConfig, *, teacher_factory: Any = None) -> dict[str, Any]:
                           concurrency=cfg.concurrency)
     preset = _is_preset(cfg.student)
     student_dir: str | None = None if preset else cfg.student
+    student_spec: str | None = None  # how the current student plays
     files = [p.strip() for p in cfg.traces.split(",") if p.strip()]
 
     def phase(name: str, fn: Any) -> Any:
@@ -159,11 +166,14 @@ def dagger(cfg: DaggerConfig, *, teacher_factory: Any = None) -> dict[str, Any]:
         row: dict[str, Any] = {"iteration": i, "beta": beta}
         if i > 0 or preset:
             n = _episodes(cfg, i)
-            row.update(phase(f"{i}:collect", lambda: _collect(cfg, env_ids, i, beta, n, relabeler, student_dir, it)))
+            row.update(phase(f"{i}:collect", lambda: _collect(cfg, env_ids, i, beta, n, relabeler, student_spec, it)))
             files.append(str(it / "labels.jsonl"))
             student_dir = phase(f"{i}:train", lambda: _train(cfg, i, files, student_dir, it))
-        row.update(states_total=sum(_count_lines(f) for f in files), student=student_dir)
-        row.update(phase(f"{i}:eval", lambda: _success(cfg, f"hf:{student_dir}", env_ids, out)))
+        assert student_dir is not None
+        student_spec = (phase(f"{i}:export", lambda: _export(cfg, student_dir, it)) if cfg.rollout_backend == "gguf"
+                        else f"hf:{student_dir}")
+        row.update(states_total=sum(_count_lines(f) for f in files), student=student_dir, policy=student_spec)
+        row.update(phase(f"{i}:eval", lambda: _success(cfg, student_spec, env_ids, out)))
         rows.append(row)
     teacher = phase("teacher:eval", lambda: _success(cfg, relabeler.policy.spec, env_ids, out))
     relabeler.cache.close()
@@ -182,6 +192,10 @@ def _validate(cfg: DaggerConfig) -> list[str]:
         if getattr(cfg, name) < low:
             raise ValueError(f"--{name.replace('_', '-')}: expected >= {low}, got {getattr(cfg, name)}")
     beta_schedule(0, cfg.beta_decay)
+    if cfg.rollout_backend == "gguf" and cfg.rollout_quant.strip().lower() != "f32":
+        from distill.quantize import check_qtype
+
+        check_qtype(cfg.rollout_quant)
     if not _is_preset(cfg.student) and not (Path(cfg.student) / "config.json").is_file():
         raise ValueError(f"--student: expected a preset (nano, micro, small) or a student directory "
                          f"with config.json, got {cfg.student!r}")
@@ -201,7 +215,8 @@ def _is_preset(student: str) -> bool:
 
 #: Fields that must not change when a run is resumed (they define its data and students).
 _FIXED = ("env", "teacher", "student", "traces", "beta_decay", "episodes", "sft_episodes", "sft_steps",
-          "steps", "seed", "max_steps", "kd", "action_only", "top_logprobs", "test_episodes")
+          "steps", "seed", "max_steps", "kd", "action_only", "top_logprobs", "test_episodes",
+          "rollout_backend", "rollout_quant")
 
 
 def _load_state(cfg: DaggerConfig, out: Path) -> dict[str, Any]:
@@ -237,7 +252,7 @@ def _teacher_factory(cfg: DaggerConfig) -> Any:
 
 
 def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int, relabeler: Relabeler,
-             student_dir: str | None, it: Path) -> dict[str, Any]:
+             student_spec: str | None, it: Path) -> dict[str, Any]:
     """Iteration ``i``'s rollouts on ``n`` fresh train seeds per env, appended episode by
     episode (labels first, then the executed episode: an episode is done once it is in
     ``rollouts.jsonl``; labels of an unfinished one are dropped on resume)."""
@@ -256,7 +271,7 @@ def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int,
         _rewrite(labels_path, keep)
     student = None
     if beta < 1.0:
-        student = load_policy(f"hf:{student_dir}", sampling=Sampling(max_tokens=cfg.max_tokens),
+        student = load_policy(str(student_spec), sampling=Sampling(max_tokens=cfg.max_tokens),
                               n_threads=cfg.n_threads)
     start = sum(_episodes(cfg, j) for j in range(i))
     calls0 = relabeler.stats.calls
@@ -271,6 +286,8 @@ def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int,
                 for line in r.labelled:
                     lw.write(line)
                 rw.write(r.executed)
+    if student is not None and hasattr(student, "close"):
+        student.close()
     executed = list(iter_traces(rollouts_path))
     return {"rollout_success": sum(e.success for e in executed) / max(1, len(executed)),
             "states_new": _count_lines(labels_path), "teacher_calls": relabeler.stats.calls - calls0}
@@ -309,6 +326,16 @@ def _train(cfg: DaggerConfig, i: int, files: list[str], student_dir: str | None,
                      eval_every=max(1, (cfg.sft_steps if student_dir is None else cfg.steps) // 3),
                      resume=(out / "last" / TRAIN_STATE).is_file(), seed=cfg.seed + i, progress=cfg.progress)
     return str(train(tc))
+
+
+def _export(cfg: DaggerConfig, student_dir: str, it: Path) -> str:
+    """The iteration's student as a parity-checked GGUF of --rollout-quant; its policy spec."""
+    from distill.export import ExportConfig, export
+
+    q = cfg.rollout_quant.strip().lower()
+    res = export(ExportConfig(student=student_dir, quant=q, out=str(it / "gguf"), n_states=8,
+                              max_new_tokens=cfg.max_tokens, n_threads=cfg.n_threads))
+    return f"gguf:{res.file(q).path}"
 
 
 def _success(cfg: DaggerConfig, spec: str, env_ids: list[str], out: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ action must equal the teacher's (``val_action_acc``); the teacher-forced variant
 over the action tokens given the teacher's rationale) is logged beside it as
 ``val_tf_action_acc`` and is always at least as flattering.
 
-Output: ``OUT/best`` (highest validation accuracy, then lowest loss) and ``OUT/last``
+Output: ``OUT/best`` (lowest validation loss by default, ``--select-by``) and ``OUT/last``
 (students with ``agentkd.json``; ``last`` also holds ``trainer_state.pt`` for ``--resume``),
 ``OUT/train_config.json`` and ``OUT/log.jsonl`` (one line per validation).
 """
@@ -176,7 +176,7 @@ def train(cfg: TrainConfig) -> Path:
                                         greedy_max=cfg.val_greedy_max) if val_enc else {})
             metrics.update(step=step, train_loss=loss.item(), lr=sched.get_last_lr()[0],
                            tokens=seen_tokens, tokens_per_s=tokens_run / (t_val - t0 - val_s))
-            key = (metrics.get("val_action_acc", 0.0), -metrics.get("val_loss", -step))
+            key = _selection_key(cfg.select_by, metrics, step)
             if acc.is_main_process:
                 plain = merged_copy(acc.unwrap_model(model))
                 if best_key is None or key > best_key:
@@ -200,6 +200,14 @@ def train(cfg: TrainConfig) -> Path:
     progress.close()
     torch.use_deterministic_algorithms(was_deterministic)
     return best_dir
+
+
+def _selection_key(select_by: str, metrics: dict[str, float], step: int) -> tuple[float, float]:
+    """Larger is better. Without validation examples the latest checkpoint wins."""
+    if "val_loss" not in metrics:
+        return (float(step), 0.0)
+    loss, acc = -metrics["val_loss"], metrics.get("val_action_acc", 0.0)
+    return (loss, acc) if select_by == "loss" else (acc, loss)
 
 
 def evaluate_batches(model: Any, examples: list[data.Encoded], pad_id: int, batch_size: int,

@@ -84,6 +84,10 @@ class TrainConfig:
     val_greedy_max: int = 256
     """Greedy-decode at most this many validation examples for val_action_acc (0: all);
     decoding is the costly part of a validation."""
+    select_by: Literal["loss", "action_acc"] = "loss"
+    """What makes OUT/best: the lowest validation loss (all validation tokens; ties go to the
+    higher accuracy), or the highest greedy next-action accuracy (ties: lower loss). Accuracy on
+    a subset can crown a degenerate checkpoint that answers the commonest action everywhere."""
     max_len: int = 1024
     """Longest training sequence in tokens (longer prompts are cut from the left)."""
     resume: bool = False

@@ -265,3 +265,28 @@ def test_agentkd_dagger_cli_end_to_end(tmp_path):
     bad = subprocess.run([*args[:6], "--student", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--student: expected a preset" in bad.stdout
+
+
+@pytest.mark.slow
+def test_dagger_students_play_through_llama_cpp(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "agent.cli", "dagger", "--env", ENV, "--student", "nano", "--iterations", "1",
+            "--sft-episodes", "3", "--episodes", "1", "--sft-steps", "3", "--steps", "2", "--batch-size", "4",
+            "--warmup", "1", "--vocab-size", "400", "--test-episodes", "1", "--max-steps", "8",
+            "--max-tokens", "8", "--out", str(out), "--no-progress", "--rollout-backend", "gguf",
+            "--rollout-quant", "q8_0", "--n-threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    for row in report["iterations"]:
+        kind, path = row["policy"].split(":", 1)
+        assert kind == "gguf" and path.endswith("student-q8_0.gguf") and Path(path).is_file()
+        assert Path(path).parent == Path(row["student"]).parent.parent / "gguf"
+    state = json.loads((out / "state.json").read_text())
+    assert {"0:export", "1:export"} <= set(state["done"])
+    # the iteration-1 rollouts were played by the iteration-0 GGUF: its states were labelled
+    assert report["iterations"][1]["states_new"] > 0
+    bad = subprocess.run([*args[:-4], "--rollout-quant", "q3", "--out", str(tmp_path / "x")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "quant type: expected one of" in bad.stdout + bad.stderr

@@ -147,3 +147,21 @@ def test_kd_online_teacher_and_from_trace_topk(traces, checkpoint, tmp_path):
     kd_traces = write_traces(tmp_path / "kd.jsonl", eps)
     train(_cfg(kd_traces, tmp_path / "kd3", student=str(checkpoint), kd="forward", steps=2, eval_every=2))
     assert read_meta(tmp_path / "kd3" / "last")["step"] == 2
+
+
+def test_selection_key_prefers_loss_unless_told():
+    from distill.train import _selection_key
+    degenerate = {"val_loss": 0.9, "val_action_acc": 0.73}  # answers the commonest action everywhere
+    learned = {"val_loss": 0.3, "val_action_acc": 0.70}
+    assert _selection_key("loss", learned, 500) > _selection_key("loss", degenerate, 250)
+    assert _selection_key("action_acc", degenerate, 250) > _selection_key("action_acc", learned, 500)
+    assert _selection_key("loss", {}, 9) > _selection_key("loss", {}, 8)  # no validation: latest
+
+
+def test_best_checkpoint_has_the_lowest_validation_loss(traces, tmp_path):
+    import json
+    out = tmp_path / "sel"
+    train(_cfg(traces, out, steps=12, eval_every=3, val_frac=0.34, val_greedy_max=2))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 4
+    assert read_meta(out / "best")["step"] == min(log, key=lambda m: (m["val_loss"], -m["step"]))["step"]
