@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 from agent.types import Context
@@ -67,6 +68,34 @@ def grammar_for(context: Context, max_rationale_chars: int, *, action_only: bool
         _THOUGHT_CHAR,
         action_rules,
     ]) + "\n"
+
+
+_THOUGHT_RE = re.compile(r"(?:[^\x00-\x1f\x7f<]|<[^|\x00-\x1f\x7f<])*")
+_FREE_ACTION_RE = re.compile(r"[^\n\r]{1,%d}" % MAX_FREE_ACTION)
+
+
+def in_grammar(completion: str, context: Context, max_rationale_chars: int, *, at_end_token: bool) -> bool | None:
+    """Whether a grammar-constrained greedy decoder would have written ``completion`` too,
+    given that an unconstrained one wrote it (each of its tokens was its argmax).
+
+    True when ``completion`` is a whole sentence of ``grammar_for(context, ...)`` (then every
+    prefix was allowed, so every argmax was too) and its stop was allowed: the end-of-turn
+    token (``at_end_token``), or a line break after an action that no legal action extends
+    (then the constrained decoder's only choice was end-of-turn). None where this is not
+    checked here: tool-use contexts, whose actions are JSON."""
+    if context.tools:
+        return None
+    head, sep, action = completion.partition("\nAction: ")
+    if not sep or not head.startswith("Thought: "):
+        return False
+    thought = head[len("Thought: "):]
+    if not _THOUGHT_RE.fullmatch(thought) or len(thought) - thought.count("<") > max_rationale_chars:
+        return False
+    if context.legal_actions:
+        legal = set(context.legal_actions)
+        extendable = any(a != action and a.startswith(action) for a in legal)
+        return action in legal and (at_end_token or not extendable)
+    return bool(_FREE_ACTION_RE.fullmatch(action)) and (at_end_token or len(action) == MAX_FREE_ACTION)
 
 
 def action_schema(tools: list[dict[str, Any]], legal_actions: list[str] | None = None) -> dict[str, Any]:

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/agent_steps.py                          # micro Q8_0, frozenlake-8x8
     .venv/bin/python benchmarks/agent_steps.py --env-id taxi --episodes 4 --max-tokens 32
 
-Four ``GGUFPolicy`` instances of one student file (``reuse_prefix`` x ``use_grammar``) play
+``GGUFPolicy`` instances of one student file (``reuse_prefix`` x ``use_grammar``, and the
+grammar applied to every token, ``check_grammar=False``, beside the default check) play
 the same held-out seeds, one episode each per round, interleaved (the order rotated every
 round), each episode capped at ``--max-steps``. Reported per configuration: median ms per
 step over episodes, steps/s, generated tokens per step, ms per generated token, and the
@@ -27,8 +28,11 @@ from rich.table import Table
 
 from common import append_result, interleaved, median, stamp, student_files
 
-CONFIGS = {"reuse+grammar": (True, True), "fresh+grammar": (False, True),
-           "reuse-grammar": (True, False), "fresh-grammar": (False, False)}
+#: name: (reuse_prefix, use_grammar, check_grammar). "+grammar" is the policy's default: greedy
+#: text checked against the grammar afterwards; "+grammar(eager)" decodes every token under it.
+CONFIGS = {"reuse+grammar": (True, True, True), "fresh+grammar": (False, True, True),
+           "reuse-grammar": (True, False, True), "fresh-grammar": (False, False, True),
+           "reuse+grammar(eager)": (True, True, False)}
 TARGET_REUSE = 2.0
 TARGET_GRAMMAR_COST = 0.20
 
@@ -73,8 +77,8 @@ def run(cfg: Config) -> dict[str, Any]:
                           train_steps=cfg.train_steps)
     sampling = Sampling(temperature=0.0, max_tokens=cfg.max_tokens)
     policies = {name: GGUFPolicy(files[cfg.quant], sampling=sampling, n_threads=cfg.threads,
-                                 reuse_prefix=reuse, use_grammar=grammar)
-                for name, (reuse, grammar) in CONFIGS.items()}
+                                 reuse_prefix=reuse, use_grammar=grammar, check_grammar=check)
+                for name, (reuse, grammar, check) in CONFIGS.items()}
     seeds = envs.seeds(cfg.env_id, "test", cfg.episodes)
     stats: dict[str, list[dict[str, float]]] = {n: [] for n in policies}
 
@@ -97,6 +101,7 @@ def run(cfg: Config) -> dict[str, Any]:
     for name in policies:  # warm-up: grammar compilation and first allocations
         play(name)(0)
         stats[name].clear()
+        policies[name].grammar_fallbacks = 0
     interleaved({n: play(n) for n in policies}, cfg.episodes)
     rows = {}
     for name, eps in stats.items():
@@ -111,6 +116,7 @@ def run(cfg: Config) -> dict[str, Any]:
             "reused_frac": round(sum(e["reused_tokens"] for e in eps) / max(sum(e["prompt_tokens"] for e in eps), 1), 3),
             "valid_frac": round(sum(e["valid"] * e["steps"] for e in eps) / max(steps, 1), 3),
             "steps": steps,
+            "grammar_fallbacks": policies[name].grammar_fallbacks,
         }
     for p in policies.values():
         p.close()
@@ -122,7 +128,10 @@ def run(cfg: Config) -> dict[str, Any]:
              "no_grammar": ratio("fresh-grammar", "reuse-grammar")}
     grammar_cost = {"reuse": round(ratio("reuse+grammar", "reuse-grammar") - 1, 3),
                     "fresh": round(ratio("fresh+grammar", "fresh-grammar") - 1, 3),
-                    "reuse_per_token": round(ratio("reuse+grammar", "reuse-grammar", "ms_per_gen_token") - 1, 3)}
+                    "reuse_per_token": round(ratio("reuse+grammar", "reuse-grammar", "ms_per_gen_token") - 1, 3),
+                    "reuse_eager": round(ratio("reuse+grammar(eager)", "reuse-grammar") - 1, 3),
+                    "reuse_eager_per_token": round(ratio("reuse+grammar(eager)", "reuse-grammar",
+                                                         "ms_per_gen_token") - 1, 3)}
     return {**stamp(), "config": {**dataclasses.asdict(cfg), "workdir": str(cfg.workdir), "results_dir": None},
             "student": "random init" if cfg.train_steps == 0 else f"trained {cfg.train_steps} steps",
             "rows": rows, "reuse_speedup": reuse, "grammar_cost": grammar_cost,
@@ -136,12 +145,12 @@ def main(cfg: Config) -> dict[str, Any]:
     table = Table(title=f"Agent steps, {cfg.preset} {cfg.quant}, {cfg.env_id}, {cfg.episodes} episodes "
                         f"<= {cfg.max_steps} steps, {cfg.threads} threads (load {line['machine']['loadavg_1m']})")
     for col in ("config", "ms/step p50", "steps/s", "gen tok/step", "ms/gen tok", "prompt tok/step",
-                "reused", "valid"):
+                "reused", "valid", "grammar re-decodes"):
         table.add_column(col, justify="left" if col == "config" else "right")
     for name, r in line["rows"].items():
         table.add_row(name, f"{r['ms_per_step_p50']:.1f}", f"{r['steps_per_s']:.2f}", f"{r['gen_tokens_per_step']:.1f}",
                       f"{r['ms_per_gen_token']:.2f}", f"{r['prompt_tokens_per_step']:.0f}",
-                      f"{r['reused_frac']:.0%}", f"{r['valid_frac']:.0%}")
+                      f"{r['reused_frac']:.0%}", f"{r['valid_frac']:.0%}", str(r["grammar_fallbacks"]))
     console = Console(width=120)
     console.print(table)
     console.print(f"reuse speed-up {line['reuse_speedup']} (target >= {TARGET_REUSE}x); "

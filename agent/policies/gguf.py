@@ -10,7 +10,9 @@
   the ``full`` variant for any other model.
 * A GBNF grammar (agent.grammar) lets the model emit only ``Thought: <capped one-line
   rationale>`` then ``Action: <a legal action>``; grammars are cached by their legal-action
-  set / tool schemas. When the token budget runs out inside the rationale, the action is
+  set / tool schemas. Greedy decisions in envs with legal-action lists are decoded without
+  it and checked after (``agent.grammar.in_grammar``): the same completion at a fraction of
+  the cost per token, with a constrained second pass only for a completion outside it. When the token budget runs out inside the rationale, the action is
   completed under the action-only grammar, so every action emitted is legal.
 * Consecutive decisions reuse llama.cpp's KV cache for their shared prompt prefix
   (``Llama.generate`` keeps its evaluated tokens and decodes only the new suffix);
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.grammar import grammar_for
+from agent.grammar import grammar_for, in_grammar
 from agent.prompt import chat_text, check_model_format, parse_completion, render_messages
 from agent.types import Context, Decision, Sampling, TopK
 from distill.gguf_writer import GGUFFileError, read_gguf_info
@@ -54,6 +56,10 @@ class GGUFPolicy:
         n_ctx: context window in tokens.
         use_grammar: constrain completions with the GBNF grammar of each context.
         reuse_prefix: keep the KV cache between decisions (off: re-evaluate every prompt).
+        check_grammar: greedy decisions in envs with legal-action lists are decoded without
+            the grammar and checked against it afterwards (the same completion; a second,
+            constrained pass only where the check fails, counted in ``grammar_fallbacks``);
+            off: every decision is decoded under the grammar.
         spec: the spec string to record (default ``gguf:PATH``).
         on_token: called with each piece of generated text as it is produced.
     """
@@ -67,6 +73,7 @@ class GGUFPolicy:
         n_ctx: int = 2048,
         use_grammar: bool = True,
         reuse_prefix: bool = True,
+        check_grammar: bool = True,
         spec: str | None = None,
         on_token: Callable[[str], None] | None = None,
     ) -> None:
@@ -80,6 +87,8 @@ class GGUFPolicy:
         self.prompt_variant = self.info.prompt_variant or "full"
         self.use_grammar = use_grammar
         self.reuse_prefix = reuse_prefix
+        self.check_grammar = check_grammar
+        self.grammar_fallbacks = 0
         self.on_token = on_token
         self.last_reused_tokens = 0
         try:
@@ -153,8 +162,18 @@ class GGUFPolicy:
         if not self.reuse_prefix:
             self.llm.reset()
         self.last_reused_tokens = _common_prefix(self.llm._input_ids[: self.llm.n_tokens], tokens)
+        if self.use_grammar and self.check_grammar and self.sampling.temperature == 0 and not context.tools:
+            # Greedy: decode without the grammar and check the result against it. A sentence
+            # of the grammar is what the constrained decoder would have written (every argmax
+            # was allowed), so only a completion outside it pays for a second, constrained pass.
+            text, n_gen, tops, _, stop = self._generate(tokens, budget, None)
+            if in_grammar(text, context, self.sampling.max_rationale_chars,
+                          at_end_token=stop == "eog") and stop in ("eog", "line"):
+                return self._decision(text, tokens, n_gen, tops, t0)
+            self.grammar_fallbacks += 1
+            self._stream("\n[outside the grammar: decoding again under it]\n")
         grammar = self._grammar(context, False) if self.use_grammar else None
-        text, n_gen, tops, done = self._generate(tokens, budget, grammar)
+        text, n_gen, tops, done, _ = self._generate(tokens, budget, grammar)
         if self.use_grammar and not done:
             # The budget ran out before the grammar was complete: keep the rationale and
             # finish with a legal action (bounded by ACTION_TOKENS).
@@ -166,9 +185,12 @@ class GGUFPolicy:
                 self.on_token(_ACTION_SEP[len(streamed):])
             text = thought + _ACTION_SEP
             more = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-            tail, n2, tops2, _ = self._generate(tokens + more, ACTION_TOKENS,
-                                                self._grammar(context, True))
+            tail, n2, tops2, _, _ = self._generate(tokens + more, ACTION_TOKENS,
+                                                   self._grammar(context, True))
             text, n_gen, tops = text + tail, n_gen + n2, tops + tops2
+        return self._decision(text, tokens, n_gen, tops, t0)
+
+    def _decision(self, text: str, tokens: list[int], n_gen: int, tops: list[TopK], t0: float) -> Decision:
         rationale, action = parse_completion(text)
         return Decision(
             rationale=rationale,
@@ -192,41 +214,51 @@ class GGUFPolicy:
         bos = self._formatter.bos_token
         return not (bos and prompt.startswith(bos))
 
-    def _generate(self, tokens: list[int], max_tokens: int, grammar: Any) -> tuple[str, int, list[TopK], bool]:
-        """Sample up to ``max_tokens``; returns (text, n generated, top-k, ended at EOG)."""
+    def _generate(self, tokens: list[int], max_tokens: int, grammar: Any) -> tuple[str, int, list[TopK], bool, str]:
+        """Sample up to ``max_tokens``; returns (text, n generated, top-k, ended at EOG or after
+        the action line, how it stopped: ``eog``, ``line`` (a token that starts with the line
+        break after the action, not kept), ``cut`` (a token with the line break inside) or
+        ``budget``)."""
         import llama_cpp
 
         s = self.sampling
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
         tops: list[TopK] = []
-        n, done = 0, False
+        n, stop = 0, "budget"
         gen = self.llm.generate(tokens, temp=s.temperature, top_k=0, top_p=1.0, min_p=0.0,
                                 repeat_penalty=1.0, grammar=grammar)
         for tok in gen:
             if llama_cpp.llama_vocab_is_eog(self._vocab, tok):
-                done = True
+                stop = "eog"
                 break
             n += 1
             if s.top_logprobs > 0:
                 tops.append(self._top_logprobs(s.top_logprobs))
             piece = decoder.decode(self.llm.detokenize([tok], special=True))
             pieces.append(piece)
-            if piece and self.on_token is not None:
-                self.on_token(piece)
-            if n >= max_tokens:
-                break
             if grammar is None and _finished_action_line("".join(pieces)):
-                done = True
+                before = "".join(pieces[:-1])
+                stop = "line" if _finished_action_line(before + "\n") and piece.startswith("\n") else "cut"
+                if stop == "line":  # the line break's token is not part of the decision
+                    n, tops, pieces = n - 1, tops[:n - 1], pieces[:-1]
+                else:
+                    self._stream(piece)
+                break
+            self._stream(piece)
+            if n >= max_tokens:
                 break
         gen.close()
         tail = decoder.decode(b"", final=True)  # an unfinished UTF-8 sequence
-        if tail and self.on_token is not None:
-            self.on_token(tail)
+        self._stream(tail)
         text = "".join(pieces) + tail
         if grammar is None and _finished_action_line(text):
             text = text[: text.index("\n", text.index(_ACTION_SEP) + len(_ACTION_SEP))]
-        return text, n, tops, done
+        return text, n, tops, stop in ("eog", "line", "cut"), stop
+
+    def _stream(self, piece: str) -> None:
+        if piece and self.on_token is not None:
+            self.on_token(piece)
 
     def _top_logprobs(self, k: int) -> TopK:
         """Top-k log-probabilities of the raw next-token distribution just sampled from."""

@@ -8,7 +8,7 @@ import llama_cpp
 import pytest
 
 import envs
-from agent.grammar import action_schema, gbnf_literal, grammar_for
+from agent.grammar import action_schema, gbnf_literal, grammar_for, in_grammar
 from agent.policies.gguf import GGUFPolicy
 from agent.prompt import make_context
 from agent.types import Context, Sampling
@@ -26,6 +26,38 @@ def test_discrete_grammar_text():
     assert 'action ::= "left" | "say \\"hi\\""' in g
     assert grammar_for(ctx, 50, action_only=True).startswith("root ::= action\n")
     llama_cpp.LlamaGrammar.from_string(g, verbose=False)  # llama.cpp parses it
+
+
+@pytest.mark.parametrize("text,at_end,ok", [
+    ("Thought: row 1: x o\nAction: left", False, True),
+    ("Thought: \nAction: up", True, True),
+    ("Thought: a <b> c\nAction: left", True, True),
+    ("Thought: a <|end|>\nAction: left", True, False),    # a control token's text
+    ("Thought: a <\nAction: left", True, False),           # "<" must pair with a character
+    ("Thought: two\nlines\nAction: left", True, False),
+    ("Thought: tab\there\nAction: left", True, False),
+    ("Thinking: x\nAction: left", True, False),
+    ("Thought: x\nAction: jump", True, False),
+    ("Thought: x", True, False),
+    ("Thought: " + "y" * 11 + "\nAction: left", True, False),  # over the cap of 10
+    ("Thought: " + "<y" * 10 + "\nAction: left", True, True),  # "<y" counts as one
+    ("Thought: x\nAction: go", True, True),                # end-of-turn right after "go": allowed
+    ("Thought: x\nAction: go", False, False),              # a line break: "go on" was open too
+    ("Thought: x\nAction: go on", False, True),
+])
+def test_in_grammar_accepts_exactly_the_completions_the_grammar_would_force(text, at_end, ok):
+    ctx = Context("x", "", [], "obs", ["left", "up", "go", "go on"])
+    assert in_grammar(text, ctx, 10, at_end_token=at_end) is ok
+    # the grammar parses and llama.cpp agrees on what it allows
+    assert llama_cpp.LlamaGrammar.from_string(grammar_for(ctx, 10), verbose=False)
+
+
+def test_in_grammar_leaves_tool_calls_to_the_grammar():
+    ctx = Context("t", "", [], "obs", ["calculator", "answer"], tools=[CALC])
+    assert in_grammar('Thought: x\nAction: {"answer": 1}', ctx, 10, at_end_token=True) is None
+    free = Context("f", "", [], "obs", [])
+    assert in_grammar("Thought: x\nAction: anything at all", free, 10, at_end_token=True)
+    assert not in_grammar("Thought: x\nAction: anything at all", free, 10, at_end_token=False)
 
 
 def test_tool_schema_offers_only_legal_tools_and_closes_objects():
