@@ -323,7 +323,10 @@ def _train(cfg: DaggerConfig, i: int, files: list[str], student_dir: str | None,
                      vocab_size=cfg.vocab_size, kd=cfg.kd, teacher=kd_teacher,
                      steps=cfg.sft_steps if student_dir is None else cfg.steps, batch_size=cfg.batch_size,
                      lr=cfg.lr, warmup=cfg.warmup, val_frac=cfg.val_frac, action_only=cfg.action_only,
-                     eval_every=max(1, (cfg.sft_steps if student_dir is None else cfg.steps) // 3),
+                     # two validations per run pick the best checkpoint by loss; greedy accuracy
+                     # on 64 states is logged only (decoding 256 cost more than the training)
+                     eval_every=max(1, (cfg.sft_steps if student_dir is None else cfg.steps) // 2),
+                     val_greedy_max=64,
                      resume=(out / "last" / TRAIN_STATE).is_file(), seed=cfg.seed + i, progress=cfg.progress)
     return str(train(tc))
 
