@@ -10,7 +10,7 @@
   the ``full`` variant for any other model.
 * A GBNF grammar (agent.grammar) lets the model emit only ``Thought: <capped one-line
   rationale>`` then ``Action: <a legal action>``; grammars are cached by their legal-action
-  set / tool schemas. Greedy decisions in envs with legal-action lists are decoded without
+  set / tool schemas. Greedy decisions outside tool-use envs are decoded without
   it and checked after (``agent.grammar.in_grammar``): the same completion at a fraction of
   the cost per token, with a constrained second pass only for a completion outside it. When the token budget runs out inside the rationale, the action is
   completed under the action-only grammar, so every action emitted is legal.
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 #: Token budget for finishing an action after the rationale used up ``max_tokens``.
 ACTION_TOKENS = 256
 _ACTION_SEP = "\nAction: "
+#: First buffer size for a token's bytes (grown to what llama.cpp asks for).
+_PIECE_BYTES = 64
 
 
 class GGUFPolicy:
@@ -56,7 +58,7 @@ class GGUFPolicy:
         n_ctx: context window in tokens.
         use_grammar: constrain completions with the GBNF grammar of each context.
         reuse_prefix: keep the KV cache between decisions (off: re-evaluate every prompt).
-        check_grammar: greedy decisions in envs with legal-action lists are decoded without
+        check_grammar: greedy decisions outside tool-use envs are decoded without
             the grammar and checked against it afterwards (the same completion; a second,
             constrained pass only where the check fails, counted in ``grammar_fallbacks``);
             off: every decision is decoded under the grammar.
@@ -104,6 +106,8 @@ class GGUFPolicy:
             raise GGUFFileError(f"{self.path}: llama.cpp could not load it ({e})") from None
         self._vocab = self.llm._model.vocab
         self._grammars: dict[tuple[Any, ...], Any] = {}
+        self._pieces: dict[int, bytes] = {}
+        self._last_text_exact = True
         self._formatter = None if self.info.is_agentkd else self._chat_formatter()
 
     # ------------------------------------------------------------------ prompt
@@ -167,11 +171,16 @@ class GGUFPolicy:
             # of the grammar is what the constrained decoder would have written (every argmax
             # was allowed), so only a completion outside it pays for a second, constrained pass.
             text, n_gen, tops, _, stop = self._generate(tokens, budget, None)
-            if in_grammar(text, context, self.sampling.max_rationale_chars,
-                          at_end_token=stop == "eog") and stop in ("eog", "line"):
+            if (stop in ("eog", "line") and self._last_text_exact
+                    and in_grammar(text, context, self.sampling.max_rationale_chars, at_end_token=stop == "eog")):
                 return self._decision(text, tokens, n_gen, tops, t0)
             self.grammar_fallbacks += 1
             self._stream("\n[outside the grammar: decoding again under it]\n")
+            # Back to the state an eager decision starts from: the prompt's suffix is then
+            # evaluated as one batch again (a cached prompt re-evaluates its last token alone,
+            # whose logits can differ in the last bits).
+            # (never the whole prompt: llama-cpp-python would then sample from stale logits)
+            self.llm.n_tokens = min(self.last_reused_tokens, len(tokens) - 1)
         grammar = self._grammar(context, False) if self.use_grammar else None
         text, n_gen, tops, done, _ = self._generate(tokens, budget, grammar)
         if self.use_grammar and not done:
@@ -223,6 +232,8 @@ class GGUFPolicy:
 
         s = self.sampling
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        strict = codecs.getincrementaldecoder("utf-8")()
+        self._last_text_exact = True  # every piece non-empty, NUL-free at its start, valid UTF-8
         pieces: list[str] = []
         tops: list[TopK] = []
         n, stop = 0, "budget"
@@ -235,7 +246,9 @@ class GGUFPolicy:
             n += 1
             if s.top_logprobs > 0:
                 tops.append(self._top_logprobs(s.top_logprobs))
-            piece = decoder.decode(self.llm.detokenize([tok], special=True))
+            raw = self._piece(tok)
+            piece = decoder.decode(raw)
+            self._check_bytes(strict, raw)
             pieces.append(piece)
             if grammar is None and _finished_action_line("".join(pieces)):
                 before = "".join(pieces[:-1])
@@ -249,12 +262,46 @@ class GGUFPolicy:
             if n >= max_tokens:
                 break
         gen.close()
-        tail = decoder.decode(b"", final=True)  # an unfinished UTF-8 sequence
+        # an unfinished UTF-8 sequence (not kept when it came with the dropped line break)
+        tail = "" if stop == "line" else decoder.decode(b"", final=True)
+        if stop != "line":
+            self._check_bytes(strict, b"", final=True)
         self._stream(tail)
         text = "".join(pieces) + tail
         if grammar is None and _finished_action_line(text):
             text = text[: text.index("\n", text.index(_ACTION_SEP) + len(_ACTION_SEP))]
         return text, n, tops, stop in ("eog", "line", "cut"), stop
+
+    def _piece(self, tok: int) -> bytes:
+        """The bytes of ``tok`` (special tokens as their text), cached; a piece longer than
+        llama-cpp-python's 32-byte buffer is read whole (its ``detokenize`` drops it)."""
+        piece = self._pieces.get(tok)
+        if piece is None:
+            import ctypes
+
+            import llama_cpp
+
+            size = _PIECE_BYTES
+            while True:
+                buf = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self._vocab, tok, buf, size, 0, True)
+                if n >= 0:
+                    piece = buf.raw[:n]
+                    break
+                size = -n
+            self._pieces[tok] = piece
+        return piece
+
+    def _check_bytes(self, strict: Any, raw: bytes, final: bool = False) -> None:
+        """Clear ``_last_text_exact`` where llama.cpp's grammar would see other text than the
+        decoded one: an empty piece, one that starts with NUL, or bytes that are not UTF-8."""
+        if not final and (not raw or raw[:1] == b"\0"):
+            self._last_text_exact = False
+        try:
+            strict.decode(raw, final=final)
+        except UnicodeDecodeError:
+            self._last_text_exact = False
+            strict.reset()
 
     def _stream(self, piece: str) -> None:
         if piece and self.on_token is not None:

@@ -172,3 +172,23 @@ def test_checked_grammar_decides_exactly_as_the_grammar(trained_gguf):
         assert (a.raw, a.action, a.completion_tokens) == (b.raw, b.action, b.completion_tokens)
         assert a.action in LEGAL
     assert checked.grammar_fallbacks < len(contexts) // 2  # most decisions never touched the grammar
+
+
+def test_pieces_longer_than_the_buffer_are_read_whole(tiny_gguf, monkeypatch):
+    import agent.policies.gguf as g
+
+    monkeypatch.setattr(g, "_PIECE_BYTES", 1)  # every piece of 2+ bytes takes the grow-and-retry path
+    pol = GGUFPolicy(tiny_gguf, sampling=Sampling(max_tokens=8))
+    assert max(len(pol._piece(t)) for t in range(pol.llm.n_vocab())) > 1
+    for tok in range(min(pol.llm.n_vocab(), 300)):
+        assert pol._piece(tok) == pol.llm.detokenize([tok], special=True)  # short pieces: the same bytes
+    import codecs
+    strict = codecs.getincrementaldecoder("utf-8")()
+    pol._last_text_exact = True
+    pol._check_bytes(strict, "é".encode()[:1])      # half a character: fine until it ends unfinished
+    assert pol._last_text_exact
+    pol._check_bytes(strict, b"a")                 # ... which a plain byte does
+    assert not pol._last_text_exact
+    pol._last_text_exact = True
+    pol._check_bytes(strict, b"")
+    assert not pol._last_text_exact                # an empty piece: the grammar rejects it
