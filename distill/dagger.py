@@ -172,7 +172,7 @@ def dagger(cfg: DaggerConfig, *, teacher_factory: Any = None) -> dict[str, Any]:
         assert student_dir is not None
         student_spec = (phase(f"{i}:export", lambda: _export(cfg, student_dir, it)) if cfg.rollout_backend == "gguf"
                         else f"hf:{student_dir}")
-        row.update(states_total=sum(_count_lines(f) for f in files), student=student_dir, policy=student_spec)
+        row.update(states_total=sum(_count_states(f) for f in files), student=student_dir, policy=student_spec)
         row.update(phase(f"{i}:eval", lambda: _success(cfg, student_spec, env_ids, out)))
         rows.append(row)
     teacher = phase("teacher:eval", lambda: _success(cfg, relabeler.policy.spec, env_ids, out))
@@ -306,6 +306,14 @@ def _rewrite(path: Path, episodes: list[Episode]) -> None:
 def _count_lines(path: str | Path) -> int:
     p = Path(path)
     return sum(1 for line in p.open(encoding="utf-8") if line.strip()) if p.is_file() else 0
+
+
+def _count_states(path: str | Path) -> int:
+    """Training targets in a trace file: its valid steps (a label line has one; the steps
+    before it are history), whatever kind of file it is (labels or --traces episodes)."""
+    from distill.traces import iter_traces
+
+    return sum(sum(s.valid for s in e.steps) for e in iter_traces(path)) if Path(path).is_file() else 0
 
 
 def _train(cfg: DaggerConfig, i: int, files: list[str], student_dir: str | None, it: Path) -> str:
