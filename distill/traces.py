@@ -87,17 +87,22 @@ def repair_torn_tail(path: str | os.PathLike[str]) -> bool:
 
 
 class TraceWriter:
-    """Appends episodes to a trace file, one flushed line each (use as a context manager)."""
+    """Appends episodes to a trace file, one flushed line each (use as a context manager).
+
+    A line goes to the file in one unbuffered ``write`` call: a buffered text file splits a
+    line longer than its 8 KiB buffer into several calls, and a kill between them left a
+    torn line (long Taxi episodes did)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(self.path)
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._f = open(self.path, "ab", buffering=0)
 
     def write(self, episode: Episode) -> None:
-        self._f.write(episode_to_line(episode))
-        self._f.flush()
+        data = memoryview(episode_to_line(episode).encode("utf-8"))
+        while data:  # a regular file takes it whole; loop in case a call writes less
+            data = data[self._f.write(data):]
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
