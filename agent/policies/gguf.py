@@ -236,7 +236,7 @@ class GGUFPolicy:
         self._last_text_exact = True  # every piece non-empty, NUL-free at its start, valid UTF-8
         pieces: list[str] = []
         tops: list[TopK] = []
-        n, stop = 0, "budget"
+        n, stop, so_far = 0, "budget", ""  # so_far: the pieces joined (kept, not re-joined per token)
         gen = self.llm.generate(tokens, temp=s.temperature, top_k=0, top_p=1.0, min_p=0.0,
                                 repeat_penalty=1.0, grammar=grammar)
         for tok in gen:
@@ -249,9 +249,9 @@ class GGUFPolicy:
             raw = self._piece(tok)
             piece = decoder.decode(raw)
             self._check_bytes(strict, raw)
+            before, so_far = so_far, so_far + piece
             pieces.append(piece)
-            if grammar is None and _finished_action_line("".join(pieces)):
-                before = "".join(pieces[:-1])
+            if grammar is None and _finished_action_line(so_far):
                 stop = "line" if _finished_action_line(before + "\n") and piece.startswith("\n") else "cut"
                 if stop == "line":  # the line break's token is not part of the decision
                     n, tops, pieces = n - 1, tops[:n - 1], pieces[:-1]

@@ -241,13 +241,18 @@ def test_interrupted_iteration_resumes_where_it_stopped(tmp_path, fake_training)
 
 
 # ------------------------------------------------------------------ the CLI, a real nano student
-@pytest.mark.slow
-def test_agentkd_dagger_cli_end_to_end(tmp_path):
-    out = tmp_path / "run"
-    args = [sys.executable, "-m", "agent.cli", "dagger", "--env", ENV, "--student", "nano", "--iterations", "1",
+def _tiny_dagger_args(out):
+    """``agentkd dagger`` with a nano student and budgets of seconds (first 6: up to --student)."""
+    return [sys.executable, "-m", "agent.cli", "dagger", "--env", ENV, "--student", "nano", "--iterations", "1",
             "--sft-episodes", "3", "--episodes", "1", "--sft-steps", "3", "--steps", "2", "--batch-size", "4",
             "--warmup", "1", "--vocab-size", "400", "--test-episodes", "1", "--max-steps", "8",
             "--max-tokens", "8", "--out", str(out), "--no-progress"]
+
+
+@pytest.mark.slow
+def test_agentkd_dagger_cli_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    args = _tiny_dagger_args(out)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -270,11 +275,7 @@ def test_agentkd_dagger_cli_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_dagger_students_play_through_llama_cpp(tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "agent.cli", "dagger", "--env", ENV, "--student", "nano", "--iterations", "1",
-            "--sft-episodes", "3", "--episodes", "1", "--sft-steps", "3", "--steps", "2", "--batch-size", "4",
-            "--warmup", "1", "--vocab-size", "400", "--test-episodes", "1", "--max-steps", "8",
-            "--max-tokens", "8", "--out", str(out), "--no-progress", "--rollout-backend", "gguf",
-            "--rollout-quant", "q8_0", "--n-threads", "1"]
+    args = [*_tiny_dagger_args(out), "--rollout-backend", "gguf", "--rollout-quant", "q8_0", "--n-threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
