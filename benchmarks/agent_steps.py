@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/agent_steps.py                          # micro Q8_0, frozenlake-8x8
     .venv/bin/python benchmarks/agent_steps.py --env-id taxi --episodes 4 --max-tokens 32
+    .venv/bin/python benchmarks/agent_steps.py --prompt-variant full --train-steps 300  # chat history
 
 ``GGUFPolicy`` instances of one student file (``reuse_prefix`` x ``use_grammar``, and the
 grammar applied to every token, ``check_grammar=False``, beside the default check) play
@@ -57,6 +58,10 @@ class Config:
     """llama.cpp threads."""
     train_steps: int = 0
     """0: randomly initialised student; > 0: train it that many steps on expert traces first."""
+    prompt_variant: str = "compact"
+    """Prompt variant of the student: compact (a tiny student's one-turn prompt) or full (the
+    instructions, then the last steps as chat turns: the prompt a pretrained student or an LLM
+    teacher gets, where most of a step's prompt is the previous step's)."""
     workdir: Path = Path("/tmp/agentkd-bench")
     """Cache for the student and its GGUFs."""
     results_dir: Path | None = None
@@ -74,7 +79,7 @@ def run(cfg: Config) -> dict[str, Any]:
         raise SystemExit(f"--episodes/--max-steps: expected >= 1, got {cfg.episodes}/{cfg.max_steps}")
     quants = [cfg.quant] if cfg.quant != "f32" else []
     files = student_files(cfg.preset, cfg.workdir, quants=quants, env_ids=(cfg.env_id,),
-                          train_steps=cfg.train_steps)
+                          train_steps=cfg.train_steps, variant=cfg.prompt_variant)
     sampling = Sampling(temperature=0.0, max_tokens=cfg.max_tokens)
     policies = {name: GGUFPolicy(files[cfg.quant], sampling=sampling, n_threads=cfg.threads,
                                  reuse_prefix=reuse, use_grammar=grammar, check_grammar=check)
@@ -142,7 +147,7 @@ def run(cfg: Config) -> dict[str, Any]:
 def main(cfg: Config) -> dict[str, Any]:
     line = run(cfg)
     append_result("agent_steps", line, cfg.results_dir)
-    table = Table(title=f"Agent steps, {cfg.preset} {cfg.quant}, {cfg.env_id}, {cfg.episodes} episodes "
+    table = Table(title=f"Agent steps, {cfg.preset} {cfg.quant} ({cfg.prompt_variant}), {cfg.env_id}, {cfg.episodes} episodes "
                         f"<= {cfg.max_steps} steps, {cfg.threads} threads (load {line['machine']['loadavg_1m']})")
     for col in ("config", "ms/step p50", "steps/s", "gen tok/step", "ms/gen tok", "prompt tok/step",
                 "reused", "valid", "grammar re-decodes"):
