@@ -16,8 +16,11 @@ Steps, on one env (default ``frozenlake-4x4``):
 4. both train for the same steps and batch size on the same traces: the pruned one with
    token-level KD (forward KL, alpha 0.5) against the teacher online, the scratch one with
    cross-entropy only (the KD run also pays for the teacher's forward passes);
-5. the teacher, the pruned student before training, and both trained students play the
-   same held-out ``test`` seeds through transformers (greedy).
+5. the teacher and both trained students (and, with ``--eval-untrained``, the pruned student
+   before training) play the same held-out ``test`` seeds, greedy, each episode capped at
+   ``--max-steps``: through llama.cpp by default (``--backend gguf``: each model is exported
+   to an F32 GGUF by ``distill.export``, which checks its parity with transformers first),
+   or through transformers (``--backend hf``, several times slower on these CPUs).
 
 Prints a table and appends one JSON line to ``benchmarks/results/prune_vs_scratch.jsonl``
 (config, success with 95% Wilson intervals, parameters, training seconds).
@@ -30,6 +33,7 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 import tyro
@@ -79,7 +83,13 @@ class Config:
     """Held-out test seeds for every model."""
     max_new_tokens: int = 96
     """Tokens a model may generate per decision in the held-out episodes."""
-    eval_untrained: bool = True
+    max_steps: int = 50
+    """Step cap of each held-out episode (a lost student otherwise walks to the env's limit)."""
+    backend: Literal["gguf", "hf"] = "gguf"
+    """How the models play the held-out seeds: gguf (exported, parity-checked, llama.cpp) or hf."""
+    n_threads: int = 1
+    """Threads for playing the held-out seeds (llama.cpp or torch)."""
+    eval_untrained: bool = False
     """Also play the test seeds with the pruned student before any training."""
     batch_size: int = 8
     """Examples per step."""
@@ -101,12 +111,34 @@ def scratch_like(pruned_dir: Path, out_dir: Path, seed: int) -> Path:
                                                       "scratch_like": str(pruned_dir)})
 
 
-def successes(spec: str, env_id: str, seeds: list[int], max_new_tokens: int) -> int:
-    """Episodes a policy (``expert`` or ``hf:PATH``, greedy) solves, played by
+def successes(spec: str, env_id: str, seeds: list[int], max_new_tokens: int, max_steps: int,
+              n_threads: int) -> int:
+    """Episodes a policy (``expert``, ``hf:PATH`` or ``gguf:FILE``, greedy) solves, played by
     ``agent.episode.run_episode``: the path ``agentkd eval`` takes."""
-    policy = load_policy(spec, sampling=Sampling(max_tokens=max_new_tokens), n_threads=torch.get_num_threads())
+    policy = load_policy(spec, sampling=Sampling(max_tokens=max_new_tokens), n_threads=n_threads)
     env = envs.make(env_id)
-    return sum(run_episode(env, policy, seed).success for seed in seeds)
+    env.max_steps = min(env.max_steps, max_steps)
+    try:
+        return sum(run_episode(env, policy, seed).success for seed in seeds)
+    finally:
+        close = getattr(policy, "close", None)
+        if close is not None:
+            close()
+
+
+def playable(cfg: Config, model_dir: Path, name: str) -> str:
+    """The policy spec that plays ``model_dir`` on the chosen backend (gguf: exported first,
+    once; the export checks token and logit parity and action agreement with transformers)."""
+    if cfg.backend == "hf":
+        return f"hf:{model_dir}"
+    from distill.export import ExportConfig, export
+
+    out = Path(cfg.workdir) / "gguf" / name
+    f32 = out / "student-f32.gguf"
+    if not f32.is_file() or f32.stat().st_mtime < (Path(model_dir) / "model.safetensors").stat().st_mtime:
+        export(ExportConfig(student=str(model_dir), quant="", out=str(out), n_states=8,  # F32 is always written
+                            max_new_tokens=cfg.max_new_tokens, n_threads=cfg.n_threads))
+    return f"gguf:{f32}"
 
 
 def main(cfg: Config) -> None:
@@ -149,15 +181,19 @@ def main(cfg: Config) -> None:
     # ---- held-out success of every model on the same seeds
     test = envs.seeds(cfg.env_id, "test", cfg.test_episodes)
     n = len(test)
-    play = lambda path: successes(f"hf:{path}", cfg.env_id, test, cfg.max_new_tokens)  # noqa: E731
+
+    def play(path: Path, name: str) -> int:
+        return successes(playable(cfg, path, name), cfg.env_id, test, cfg.max_new_tokens, cfg.max_steps,
+                         cfg.n_threads)
+
     rows = {
-        "expert": (successes("expert", cfg.env_id, test, cfg.max_new_tokens), None, None),
-        "teacher": (play(teacher), teacher, teacher_s if not cfg.teacher else None),
-        "pruned + KD": (play(kd_best), kd_best, kd_s),
-        "scratch + CE": (play(ce_best), ce_best, ce_s),
+        "expert": (successes("expert", cfg.env_id, test, cfg.max_new_tokens, cfg.max_steps, 1), None, None),
+        "teacher": (play(teacher, "teacher"), teacher, teacher_s if not cfg.teacher else None),
+        "pruned + KD": (play(kd_best, "pruned-kd"), kd_best, kd_s),
+        "scratch + CE": (play(ce_best, "scratch-ce"), ce_best, ce_s),
     }
     if cfg.eval_untrained:
-        rows["pruned (no training)"] = (play(pruned), pruned, None)
+        rows["pruned (no training)"] = (play(pruned, "pruned"), pruned, None)
     rec = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
            "config": dataclasses.asdict(cfg), "n_test": n, "models": {}}
     table = Table("model", "success", "95% CI", "parameters", "train s", "val acc")
