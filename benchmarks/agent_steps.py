@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tyro
 from rich.console import Console
@@ -58,7 +58,7 @@ class Config:
     """llama.cpp threads."""
     train_steps: int = 0
     """0: randomly initialised student; > 0: train it that many steps on expert traces first."""
-    prompt_variant: str = "compact"
+    prompt_variant: Literal["compact", "full"] = "compact"
     """Prompt variant of the student: compact (a tiny student's one-turn prompt) or full (the
     instructions, then the last steps as chat turns: the prompt a pretrained student or an LLM
     teacher gets, where most of a step's prompt is the previous step's)."""
@@ -147,8 +147,8 @@ def run(cfg: Config) -> dict[str, Any]:
 def main(cfg: Config) -> dict[str, Any]:
     line = run(cfg)
     append_result("agent_steps", line, cfg.results_dir)
-    table = Table(title=f"Agent steps, {cfg.preset} {cfg.quant} ({cfg.prompt_variant}), {cfg.env_id}, {cfg.episodes} episodes "
-                        f"<= {cfg.max_steps} steps, {cfg.threads} threads (load {line['machine']['loadavg_1m']})")
+    table = Table(title=f"Agent steps, {cfg.preset} {cfg.quant} ({cfg.prompt_variant}), {cfg.env_id}, "
+                        f"{cfg.episodes} episodes <= {cfg.max_steps} steps, {cfg.threads} threads (load {line['machine']['loadavg_1m']})")
     for col in ("config", "ms/step p50", "steps/s", "gen tok/step", "ms/gen tok", "prompt tok/step",
                 "reused", "valid", "grammar re-decodes"):
         table.add_column(col, justify="left" if col == "config" else "right")

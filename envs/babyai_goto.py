@@ -42,7 +42,7 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import relative_words, remembered_objects, visible_cells, visible_objects
+from envs.babyai_text import listing, remembered_objects, visible_cells, visible_objects
 from envs.base import ExpertStep
 
 #: minigrid's agent_dir (0 east, 1 south, 2 west, 3 north) as a step (dx, dy).
@@ -90,15 +90,13 @@ def _fits(name: str, desc: Any) -> bool:
 
 def read_out(seen: list[Obj], remembered: list[Obj], upto: int | None) -> str:
     """The rationale's reading of the object lists: the "You see" entries, then ``remember``
-    and the remembered ones, word for word, up to entry ``upto`` of the two lists joined
-    (``None``: all of them; ``no objects`` when both are empty and nothing is in view)."""
-    entries = [f"{name} {relative_words(a, r)}" for name, a, r in (*seen, *remembered)]
-    if upto is not None:
-        entries = entries[:upto + 1]
-    parts = entries[:len(seen)]
-    rest = entries[len(seen):]
-    if rest:
-        parts.append("remember " + "; ".join(rest))
+    and the remembered ones, word for word (``listing``, the observation's own text), up to
+    entry ``upto`` of the two lists joined (``None``: all of them; ``no objects`` when both
+    are empty)."""
+    known = [*seen, *remembered][:None if upto is None else upto + 1]
+    parts = [listing(known[:len(seen)])] if seen else []
+    if known[len(seen):]:
+        parts.append("remember " + listing(known[len(seen):]))
     return "; ".join(parts) if parts else "no objects"
 
 

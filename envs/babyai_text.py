@@ -134,7 +134,8 @@ def wall_distances(env: Any) -> list[tuple[str, int]]:
     return out
 
 
-def _listing(objs: list[tuple[str, int, int]]) -> str:
+def listing(objs: list[tuple[str, int, int]]) -> str:
+    """Objects as the observation lists them: ``"red ball 2 ahead, 1 left; blue key 3 right"``."""
     return "; ".join(f"{name} {relative_words(a, r)}" for name, a, r in objs)
 
 
@@ -155,10 +156,10 @@ def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
     objs = visible_objects(env)
-    lines.append(f"You see: {_listing(objs)}." if objs else "You see: no objects.")
+    lines.append(f"You see: {listing(objs)}." if objs else "You see: no objects.")
     past = remembered_objects(env, memory) if memory else []
     if past:
-        lines.append(f"You remember: {_listing(past)}.")
+        lines.append(f"You remember: {listing(past)}.")
     walls = wall_distances(env)
     if walls:
         lines.append("Walls: " + ", ".join(f"{k} {word}" for word, k in walls) + ".")
