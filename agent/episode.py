@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.prompt import PROMPT_FORMAT, make_context
-from agent.types import Decision, Episode, Policy, Step
+from agent.types import Decision, Episode, Policy, Step, Turn
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run_episode(
         env_id=env.env_id, seed=seed, teacher=policy.spec, prompt_format=PROMPT_FORMAT,
         env_options=dict(env_options or {}), sampling=_sampling_of(policy),
     )
-    history: list[tuple[str, str]] = []
+    history: list[Turn] = []
     policy_s = env_s = 0.0
     terminated = truncated = False
     while not (terminated or truncated):
@@ -110,7 +110,7 @@ def run_episode(
             top_logprobs=decision.top_logprobs,
         ))
         episode.total_return += float(reward)
-        history.append((obs, decision.action))
+        history.append(Turn(obs, decision.action, decision.rationale, tuple(context.legal_actions)))
         if on_step is not None:
             on_step(len(episode.steps), obs, decision, info)
         obs = next_obs

@@ -7,9 +7,14 @@ student is never fed prompts of a format it was not trained on.
 
 Two variants share one completion format (``Thought: ...`` / ``Action: ...``):
 
-* ``full`` (LLM teachers): the env's full instructions as the system message, then the last
-  ``FULL_WINDOW`` steps as chat turns (observation as user, ``Action: ...`` as assistant),
-  then the current observation with the legal actions.
+* ``full`` (LLM teachers, pretrained students): the env's full instructions as the system
+  message, then the earlier steps as chat turns (the observation with the legal actions as
+  user, the whole ``Thought: ... / Action: ...`` answer as assistant), then the current
+  observation with the legal actions. Each prompt is the previous prompt, plus the answer
+  the model wrote to it, plus the new observation, so a runtime that keeps its KV cache
+  (``gguf:``) re-reads only the new turn. The window holds at most ``FULL_WINDOW`` turns
+  and drops its oldest half at once when full (``history_start``), so that prefix breaks
+  once every ``FULL_WINDOW // 2`` steps, not at every step.
 * ``compact`` (tiny students): one user turn holding the current observation and, for envs
   whose observation does not say everything (``env.compact_history`` > 0), that many of
   the last actions. No instructions and no legal-actions line: both are the same in every
@@ -24,11 +29,14 @@ caller from memory.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from agent.types import Context
+from agent.types import Context, Turn
 
-PROMPT_FORMAT = "agentkd-prompt-v2"
+#: v3: full-variant history turns keep the thought and the legal actions, and the window
+#: drops half its turns at once (prompts that extend the previous one; v2 re-read them).
+PROMPT_FORMAT = "agentkd-prompt-v3"
 VARIANTS = ("full", "compact")
 FULL_WINDOW = 6
 #: The longest compact history an env may ask for (``env.compact_history``).
@@ -74,11 +82,21 @@ def check_model_format(prompt_format: str | None, what: str) -> None:
         )
 
 
+def history_start(n: int, size: int) -> int:
+    """Index of the oldest of ``n`` earlier steps that a window of at most ``size`` turns
+    shows: 0 while they fit; past that, the oldest ``size // 2`` (at least 1) drop out at
+    once, so the window holds between ``size - size // 2 + 1`` and ``size`` turns."""
+    if n <= size:
+        return 0
+    drop = max(1, size // 2)
+    return -(-(n - size) // drop) * drop
+
+
 def make_context(
     env: Any,
     observation: str,
     info: dict[str, Any],
-    history: list[tuple[str, str]],
+    history: list[Turn],
     variant: str,
 ) -> Context:
     """Build the context a policy sees from an env, its last observation and the history.
@@ -87,29 +105,30 @@ def make_context(
         env: a ``TextEnv``.
         observation: the current observation text.
         info: the info dict returned with it (for ``legal_actions``).
-        history: every (observation, action) pair of the episode so far, oldest first;
-            the window is applied here.
+        history: every earlier step of the episode (``Turn``), oldest first; the window is
+            applied here (full: ``history_start``; compact: the last
+            ``env.compact_history`` actions).
         variant: ``"full"`` or ``"compact"``.
     """
     check_variant(variant)
     if variant == "full":
-        window, instructions = FULL_WINDOW, env.instructions
+        shown, instructions = list(history[history_start(len(history), FULL_WINDOW):]), env.instructions
     else:
         window = min(int(getattr(env, "compact_history", COMPACT_WINDOW)), COMPACT_WINDOW)
-        instructions = ""
+        shown, instructions = list(history[-window:]) if window else [], ""
     return Context(
         env_id=env.env_id,
         instructions=instructions,
-        history=list(history[-window:]) if window else [],
+        history=shown,
         observation=observation,
         legal_actions=list(info.get("legal_actions", [])),
         tools=getattr(env, "tool_schemas", None),
     )
 
 
-def _current_turn(context: Context) -> str:
-    legal = ", ".join(context.legal_actions)
-    return f"{context.observation}\nLegal actions: {legal}" if legal else context.observation
+def _user_turn(observation: str, legal_actions: Sequence[str]) -> str:
+    legal = ", ".join(legal_actions)
+    return f"{observation}\nLegal actions: {legal}" if legal else observation
 
 
 def render_messages(context: Context, variant: str) -> list[dict[str, str]]:
@@ -117,16 +136,18 @@ def render_messages(context: Context, variant: str) -> list[dict[str, str]]:
     check_variant(variant)
     messages = [{"role": "system", "content": context.instructions}] if variant == "full" else []
     if variant == "full":
-        for obs, action in context.history:
-            messages.append({"role": "user", "content": obs})
-            messages.append({"role": "assistant", "content": f"Action: {action}"})
-        messages.append({"role": "user", "content": _current_turn(context)})
+        # Every turn as it was when it was the newest, answer included: the prompt then
+        # extends the previous one (see the module docstring).
+        for turn in context.history:
+            messages.append({"role": "user", "content": _user_turn(turn.observation, turn.legal_actions)})
+            messages.append({"role": "assistant", "content": render_completion(turn.rationale, turn.action)})
+        messages.append({"role": "user", "content": _user_turn(context.observation, context.legal_actions)})
     else:
         # The observation comes last, next to the answer: what the answer copies from it
         # (a mission, a map row) then sits at a fixed distance, the easiest copy to learn.
         text = context.observation
         if context.history:
-            text = "Recent actions: " + " | ".join(a for _, a in context.history) + "\n" + text
+            text = "Recent actions: " + " | ".join(t.action for t in context.history) + "\n" + text
         messages.append({"role": "user", "content": text})
     return messages
 

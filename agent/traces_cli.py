@@ -23,7 +23,7 @@ from typing import Any, Literal
 import tyro
 from tyro.conf import Positional
 
-from agent.types import Episode
+from agent.types import Episode, Turn
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def chat_records(episode: Episode, variant: str = "full", *, include_invalid: bo
     """One ``{"messages": [...], "tools": [...]}`` record per step of ``episode``.
 
     The prompt is rebuilt with ``agent.prompt`` exactly as a policy saw it (history = the
-    earlier steps' (observation, action) pairs, instructions from the env); the assistant
+    earlier steps as turns, instructions from the env); the assistant
     message is the step's ``Thought:``/``Action:`` completion.
     """
     import envs
@@ -104,7 +104,7 @@ def chat_records(episode: Episode, variant: str = "full", *, include_invalid: bo
     env = env or envs.make(episode.env_id, **episode.env_options)
     env.reset(seed=episode.seed)
     records: list[dict[str, Any]] = []
-    history: list[tuple[str, str]] = []
+    history: list[Turn] = []
     for step in episode.steps:
         if step.valid or include_invalid:
             ctx = make_context(env, step.observation, {"legal_actions": step.legal_actions}, history, variant)
@@ -114,7 +114,7 @@ def chat_records(episode: Episode, variant: str = "full", *, include_invalid: bo
             if ctx.tools:
                 rec["tools"] = ctx.tools
             records.append(rec)
-        history.append((step.observation, step.action))
+        history.append(step.turn())
     return records
 
 

@@ -8,10 +8,20 @@ a ``Decision`` is what it answers, ``Step`` and ``Episode`` are what a run leave
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 #: Top-k log-probabilities of one generated token: token text -> log-probability.
 TopK = dict[str, float]
+
+
+class Turn(NamedTuple):
+    """One earlier step as later prompts show it: what the policy read (the observation and
+    the legal actions then) and what it answered (rationale and action)."""
+
+    observation: str
+    action: str
+    rationale: str = ""
+    legal_actions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -21,7 +31,7 @@ class Context:
     Attributes:
         env_id: the env being played.
         instructions: the system text (full or compact variant, chosen by the policy).
-        history: the last K (observation, action) pairs, oldest first.
+        history: the earlier steps a prompt shows (``Turn``), oldest first.
         observation: the current observation text.
         legal_actions: the exact strings the env accepts now.
         tools: OpenAI-style function schemas for tool-use envs, else None.
@@ -29,7 +39,7 @@ class Context:
 
     env_id: str
     instructions: str
-    history: list[tuple[str, str]]
+    history: list[Turn]
     observation: str
     legal_actions: list[str]
     tools: list[dict[str, Any]] | None = None
@@ -104,13 +114,19 @@ class Step:
     completion_tokens: int = 0
     top_logprobs: list[TopK] | None = None
 
+    def turn(self, *, rationale: bool = True) -> Turn:
+        """This step as the history of a later prompt (``rationale=False``: the answer of an
+        action-only policy, which writes no thought)."""
+        return Turn(self.observation, self.action, self.rationale if rationale else "",
+                    tuple(self.legal_actions))
+
 
 @dataclass
 class Episode:
     """One finished episode: one line of a trace file.
 
-    ``history`` for the prompt of step t is rebuilt from ``steps[:t]`` (observation,
-    action) pairs, so a trace holds everything needed to re-render every prompt.
+    ``history`` for the prompt of step t is rebuilt from ``steps[:t]`` (``Step.turn``), so a
+    trace holds everything needed to re-render every prompt.
     """
 
     env_id: str

@@ -176,19 +176,20 @@ def recorded_states(env_id: str, n_episodes: int, variant: str = "compact",
     import envs
     from agent.policies import load_policy
     from agent.prompt import make_context
+    from agent.types import Turn
 
     env, expert = envs.make(env_id), load_policy("expert")
     states = []
     for seed in envs.seeds(env_id, split, n_episodes):
         obs, info = env.reset(seed=seed)
         expert.reset(env)
-        history: list[tuple[str, str]] = []
+        history: list[Turn] = []
         done = False
         while not done:
             ctx = make_context(env, obs, info, history, variant)
             decision = expert.act(ctx)
             states.append((ctx, decision))
-            history.append((obs, decision.action))
+            history.append(Turn(obs, decision.action, decision.rationale, tuple(ctx.legal_actions)))
             obs, _, term, trunc, info = env.step(decision.action)
             done = term or trunc
     return states

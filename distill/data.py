@@ -1,8 +1,8 @@
 """Trace episodes to training examples, token ids and length-bucketed batches.
 
 Every example is rebuilt with the one prompt renderer (``agent.prompt``): the prompt is the
-chat text of the context the teacher saw (history = the earlier (observation, action) pairs
-of the episode, instructions from the env), and the target is the teacher's
+chat text of the context the teacher saw (history = the earlier steps of the episode as
+turns, instructions from the env), and the target is the teacher's
 ``Thought: ...`` / ``Action: ...`` completion followed by the end-of-turn token. The prompt
 is masked out of the loss; the rationale and the action part of the target carry separate
 weights (distilling step-by-step).
@@ -29,7 +29,7 @@ from agent.prompt import (
     render_completion,
     render_messages,
 )
-from agent.types import Episode, TopK
+from agent.types import Episode, TopK, Turn
 from distill.traces import iter_traces
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def episode_examples(
         env = envs.make(episode.env_id, **episode.env_options)
     env.reset(seed=episode.seed)
     examples: list[Example] = []
-    history: list[tuple[str, str]] = []
+    history: list[Turn] = []
     for t, step in enumerate(episode.steps):
         if step.valid or not skip_invalid:
             info = {"legal_actions": step.legal_actions}
@@ -111,7 +111,7 @@ def episode_examples(
                 step=t,
                 top_logprobs=None if action_only else step.top_logprobs,
             ))
-        history.append((step.observation, step.action))
+        history.append(step.turn(rationale=not action_only))
     return examples
 
 

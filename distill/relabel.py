@@ -44,13 +44,10 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.prompt import COMPACT_WINDOW, FULL_WINDOW, PROMPT_FORMAT, chat_text, make_context, render_messages
-from agent.types import Context, Decision, Episode, Policy, Step
+from agent.prompt import FULL_WINDOW, PROMPT_FORMAT, chat_text, history_start, make_context, render_messages
+from agent.types import Context, Decision, Episode, Policy, Step, Turn
 
 log = logging.getLogger(__name__)
-
-#: Executed steps kept before a labelled state: the longest history any prompt shows.
-CONTEXT_STEPS = max(FULL_WINDOW, COMPACT_WINDOW)
 
 #: Builds a teacher policy from its spec (``agent.policies.load_policy`` with fixed kwargs).
 PolicyFactory = Callable[[str], Policy]
@@ -186,7 +183,7 @@ class Relabeler:
         """Bind the teacher to ``env`` for a new episode (after ``env.reset``)."""
         self.policy.reset(env)
 
-    def context(self, env: Any, obs: str, info: dict[str, Any], history: list[tuple[str, str]]) -> Context:
+    def context(self, env: Any, obs: str, info: dict[str, Any], history: list[Turn]) -> Context:
         """The context the teacher sees in this state (its own prompt variant)."""
         return make_context(env, obs, info, history, self.prompt_variant)
 
@@ -220,7 +217,7 @@ class Relabeler:
         return label
 
     def label_now(self, env: Any, obs: str, info: dict[str, Any],
-                  history: list[tuple[str, str]]) -> Label | None:
+                  history: list[Turn]) -> Label | None:
         """The teacher's label for the env's current state (None if the backend failed)."""
         return self._ask(lambda: self.policy, self.context(env, obs, info, history))
 
@@ -308,7 +305,7 @@ def rollout(env: Any, seed: int, relabeler: Relabeler, student: Policy | None, b
     mix = f"dagger(beta={beta:.3g}):{student.spec if student is not None else relabeler.policy.spec}"
     ep = Episode(env_id=env.env_id, seed=seed, teacher=mix, prompt_format=PROMPT_FORMAT,
                  env_options=dict(env_options or {}))
-    history: list[tuple[str, str]] = []
+    history: list[Turn] = []
     labels: list[Label | Pending | None] = []
     n_teacher = 0
     done = False
@@ -337,7 +334,7 @@ def rollout(env: Any, seed: int, relabeler: Relabeler, student: Policy | None, b
                              action=d.action, raw=d.raw, valid=not info.get("invalid_action", False),
                              reward=float(reward)))
         ep.total_return += float(reward)
-        history.append((obs, d.action))
+        history.append(Turn(obs, d.action, d.rationale, tuple(ctx.legal_actions)))
         obs = next_obs
         done = term or trunc or (max_steps > 0 and len(ep.steps) >= max_steps)
         ep.terminated, ep.truncated = bool(term), bool(trunc) or (done and not term)
@@ -360,9 +357,12 @@ def rollout(env: Any, seed: int, relabeler: Relabeler, student: Policy | None, b
 
 def labelled_state(ep: Episode, t: int, label: Label, relabeler: Relabeler) -> Episode:
     """Step ``t`` of ``ep`` as one trace line: the executed steps before it (``valid=False``:
-    history only) and the state with the teacher's label as its one training target."""
-    context = [dataclasses.replace(s, valid=False, rationale="", raw="", top_logprobs=None)
-               for s in ep.steps[max(0, t - CONTEXT_STEPS):t]]
+    history only) and the state with the teacher's label as its one training target.
+
+    The steps kept are the ones the full window shows at ``t`` (``history_start``: a prompt
+    of the line re-renders the prompt of the run; the compact window is never longer)."""
+    context = [dataclasses.replace(s, valid=False, raw="", top_logprobs=None)
+               for s in ep.steps[history_start(t, FULL_WINDOW):t]]
     state = ep.steps[t]
     target = Step(observation=state.observation, legal_actions=list(state.legal_actions),
                   rationale=label.rationale, action=label.action, raw=label.raw, valid=True, reward=0.0,

@@ -73,8 +73,8 @@ def action_agreement(
 
     Each teacher episode is replayed: the env is reset to its seed (policies that read
     the env, like the expert, then see the teacher's state), and at step t the context is
-    built from the recorded observation, legal actions and the (observation, action)
-    history of steps before t; after asking the policy, the teacher's action is applied.
+    built from the recorded observation, legal actions and the teacher's earlier steps
+    (its history); after asking the policy, the teacher's action is applied.
 
     Returns:
         ``(agreeing, states)``; a backend error counts as a disagreement.
@@ -93,7 +93,7 @@ def action_agreement(
         for t, step in enumerate(ep.steps):
             if n >= max_states:
                 break
-            history = [(s.observation, s.action) for s in ep.steps[:t]]
+            history = [s.turn() for s in ep.steps[:t]]
             ctx = make_context(env, step.observation, {"legal_actions": step.legal_actions},
                                history, policy.prompt_variant)
             decision = policy.act(ctx)

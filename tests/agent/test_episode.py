@@ -62,7 +62,8 @@ def test_invalid_output_is_recorded_and_the_episode_goes_on():
     assert steps_seen == [(1, "fly"), (2, ""), (3, "down")]
     assert ep.sampling["temperature"] == 0.5 and ep.steps[0].prompt_tokens == 10
     # the history the policy sees holds the refused actions too
-    assert pol.contexts[2].history == [(ep.steps[0].observation, "fly"), (ep.steps[1].observation, "")]
+    assert [(t.observation, t.action) for t in pol.contexts[2].history] == [(ep.steps[0].observation, "fly"),
+                                                                          (ep.steps[1].observation, "")]
 
 
 @pytest.mark.parametrize("failure", [None, RuntimeError("socket closed")])

@@ -98,7 +98,7 @@ def test_export_chat_is_one_record_per_step_rendered_by_agent_prompt(trace_file,
     ep = eps[0]
     env = envs.make(ep.env_id)
     ctx = make_context(env, ep.steps[1].observation, {"legal_actions": ep.steps[1].legal_actions},
-                       [(ep.steps[0].observation, ep.steps[0].action)], "full")
+                       [ep.steps[0].turn()], "full")
     want = render_messages(ctx, "full") + [
         {"role": "assistant", "content": render_completion(ep.steps[1].rationale, ep.steps[1].action)}]
     assert recs[1]["messages"] == want

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import envs
-from agent.prompt import chat_text, render_messages
+from agent.prompt import FULL_WINDOW, chat_text, history_start, make_context, render_messages
 from agent.types import Decision
 from distill import dagger as dg
 from distill import data
-from distill.relabel import CONTEXT_STEPS, LabelCache, Relabeler
+from distill.relabel import LabelCache, Relabeler
 from distill.traces import read_traces
 
 ENV = "frozenlake-4x4"
@@ -106,10 +106,21 @@ def test_mixture_is_seeded_and_mixes_both():
     assert 0 < a.teacher_steps < len(acts) and "left" in acts and set(acts) - {"left"}
 
 
-def test_long_history_keeps_only_the_window_a_prompt_shows():
-    run = dg.rollout(envs.make(ENV), 0, expert_relabeler(), ScriptedStudent("up"), 0.0, random.Random(0),
+def test_a_labelled_state_keeps_the_steps_its_prompt_shows():
+    env = envs.make("babyai-goto-local")  # compact prompts with recent actions too
+    run = dg.rollout(env, 0, expert_relabeler(), ScriptedStudent("turn left"), 0.0, random.Random(0),
                      max_steps=15)
-    assert max(len(ep.steps) for ep in run.labelled) == CONTEXT_STEPS + 1
+    executed = run.executed.steps
+    assert len(run.labelled) == len(executed) == 15
+    for t, line in enumerate(run.labelled):
+        assert len(line.steps) == t - history_start(t, FULL_WINDOW) + 1 <= FULL_WINDOW + 1
+        # the line's prompts are the prompts of that state in the run, in both variants
+        history = [s.turn() for s in executed[:t]]
+        for variant in ("full", "compact"):
+            ctx = make_context(env, executed[t].observation, {"legal_actions": executed[t].legal_actions},
+                               history, variant)
+            (example,) = data.episode_examples(line, variant)
+            assert example.prompt == chat_text(render_messages(ctx, variant)), (t, variant)
     assert run.labelled[-1].timings["dagger_step"] == 14.0
 
 

@@ -97,7 +97,7 @@ def test_examples_use_the_one_prompt_renderer():
     assert len(exs) == ep.n_steps > 1
     env = envs.make(TOY_ID)
     env.reset(seed=14)
-    hist = [(s.observation, s.action) for s in ep.steps[:1]]
+    hist = [s.turn() for s in ep.steps[:1]]
     ctx = make_context(env, ep.steps[1].observation, {"legal_actions": ["left", "right"]}, hist, "compact")
     assert exs[1].prompt == chat_text(render_messages(ctx, "compact"))
     assert "Recent actions: " + ep.steps[0].action in exs[1].prompt
@@ -115,6 +115,13 @@ def test_invalid_steps_and_action_only():
     assert len(episode_examples(ep, "full", skip_invalid=False)) == ep.n_steps
     only = episode_examples(ep, "compact", action_only=True)
     assert only[0].completion == f"Thought: \nAction: {ep.steps[1].action}{END_TOKEN}"
+    # a full prompt shows the earlier answers as the student wrote them: an action-only
+    # student wrote no thought
+    ep = next(e for e in map(toy_episode, range(50)) if e.n_steps >= 2)
+    answer = f"Thought: {ep.steps[0].rationale}\nAction: {ep.steps[0].action}{END_TOKEN}"
+    assert answer in episode_examples(ep, "full")[1].prompt
+    bare = episode_examples(ep, "full", action_only=True)[1].prompt
+    assert answer not in bare and f"Thought: \nAction: {ep.steps[0].action}{END_TOKEN}" in bare
 
 
 def test_encode_masks_prompt_and_weights_parts():

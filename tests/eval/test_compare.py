@@ -5,7 +5,7 @@ import json
 import pytest
 
 import envs
-from agent.types import Decision
+from agent.types import Decision, Turn
 from distill.traces import read_traces
 from eval.compare import CompareConfig, action_agreement, cli, compare
 
@@ -111,7 +111,7 @@ def test_agreement_replay_uses_the_students_prompt_variant(tmp_path):
              valid=True, reward=0.0)])
     assert action_agreement(Recorder(), [ep], max_states=10) == (1, 2)
     assert seen[0].instructions == ""  # a student's compact prompt
-    assert seen[1].history == [(obs, legal[0])] and seen[1].observation == "second"
+    assert seen[1].history == [Turn(obs, legal[0], "", tuple(legal))] and seen[1].observation == "second"
     assert action_agreement(Recorder(), [ep], max_states=1) == (1, 1)
 
 
