@@ -22,15 +22,14 @@ Steps, on one env (default ``frozenlake-4x4``):
    to an F32 GGUF by ``distill.export``, which checks its parity with transformers first),
    or through transformers (``--backend hf``, several times slower on these CPUs).
 
-Prints a table and appends one JSON line to ``benchmarks/results/prune_vs_scratch.jsonl``
+Prints a table and appends one JSON line to ``prune_vs_scratch.jsonl`` in ``--results-dir``
+(default ``benchmarks/results``)
 (config, success with 95% Wilson intervals, parameters, training seconds).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
 import time
 from pathlib import Path
 from typing import Literal
@@ -50,7 +49,8 @@ from distill.student import load_student, read_meta, save_student
 from distill.traces import TraceWriter
 from distill.train import TrainConfig, train
 
-RESULTS = Path(__file__).resolve().parent / "results" / "prune_vs_scratch.jsonl"
+from common import append_result, stamp
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +99,8 @@ class Config:
     """Seed of initialisations, data order and validation split."""
     workdir: str = "runs/prune_vs_scratch"
     """Where traces and models go."""
+    results_dir: Path | None = None
+    """Where prune_vs_scratch.jsonl is appended (default benchmarks/results)."""
 
 
 def scratch_like(pruned_dir: Path, out_dir: Path, seed: int) -> Path:
@@ -194,8 +196,7 @@ def main(cfg: Config) -> None:
     }
     if cfg.eval_untrained:
         rows["pruned (no training)"] = (play(pruned, "pruned"), pruned, None)
-    rec = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "config": dataclasses.asdict(cfg), "n_test": n, "models": {}}
+    rec = {**stamp(), "config": {**dataclasses.asdict(cfg), "results_dir": None}, "n_test": n, "models": {}}
     table = Table("model", "success", "95% CI", "parameters", "train s", "val acc")
     for name, (k, path, secs) in rows.items():
         meta = read_meta(path) if path else {}
@@ -208,10 +209,8 @@ def main(cfg: Config) -> None:
                       f"{entry['n_parameters'] / 1e6:.2f}M" if entry["n_parameters"] else "-",
                       "-" if secs is None else f"{secs:.0f}",
                       "-" if entry["val_action_acc"] is None else f"{entry['val_action_acc']:.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec, default=str) + "\n")
     Console().print(table)
+    append_result("prune_vs_scratch", rec, cfg.results_dir)
 
 
 if __name__ == "__main__":
