@@ -37,6 +37,10 @@ from agent.types import Context, Turn
 #: v3: full-variant history turns keep the thought and the legal actions, and the window
 #: drops half its turns at once (prompts that extend the previous one; v2 re-read them).
 PROMPT_FORMAT = "agentkd-prompt-v3"
+#: Earlier formats that rendered a variant's prompts exactly as this one does: a model
+#: trained on them in that variant reads this version's prompts unchanged, so it is kept.
+#: (v2 -> v3 changed only the full variant; checked on the expert's states of every env.)
+SAME_PROMPTS = {"compact": ("agentkd-prompt-v2",), "full": ()}
 VARIANTS = ("full", "compact")
 FULL_WINDOW = 6
 #: The longest compact history an env may ask for (``env.compact_history``).
@@ -67,19 +71,21 @@ def check_variant(variant: str) -> str:
     return variant
 
 
-def check_model_format(prompt_format: str | None, what: str) -> None:
+def check_model_format(prompt_format: str | None, what: str, variant: str = "full") -> None:
     """Refuse a model trained on another prompt format (``None``: a model without agentkd
-    metadata, fed the ``full`` variant, is fine).
+    metadata, fed the ``full`` variant, is fine; so is a format of ``SAME_PROMPTS`` for the
+    model's ``variant``).
 
     Raises:
         ValueError: naming ``what`` (the model), its format and this version's.
     """
-    if prompt_format is not None and prompt_format != PROMPT_FORMAT:
-        raise ValueError(
-            f"{what}: trained on prompt format {prompt_format!r}, but this agentkd renders "
-            f"{PROMPT_FORMAT!r}; re-collect its traces and re-train it with this version "
-            "(agentkd collect, agentkd train)"
-        )
+    if prompt_format is None or prompt_format == PROMPT_FORMAT or prompt_format in SAME_PROMPTS.get(variant, ()):
+        return
+    raise ValueError(
+        f"{what}: trained on prompt format {prompt_format!r} ({variant} variant), but this agentkd "
+        f"renders {PROMPT_FORMAT!r}; re-collect its traces and re-train it with this version "
+        "(agentkd collect, agentkd train)"
+    )
 
 
 def history_start(n: int, size: int) -> int:

@@ -83,10 +83,10 @@ class GGUFPolicy:
 
         self.info = read_gguf_info(path)
         self.spec = spec or f"gguf:{path}"
-        check_model_format(self.info.prompt_format, self.spec)
+        self.prompt_variant = self.info.prompt_variant or "full"
+        check_model_format(self.info.prompt_format, self.spec, self.prompt_variant)
         self.path = self.info.path
         self.sampling = sampling or Sampling()
-        self.prompt_variant = self.info.prompt_variant or "full"
         self.use_grammar = use_grammar
         self.reuse_prefix = reuse_prefix
         self.check_grammar = check_grammar

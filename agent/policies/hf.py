@@ -103,9 +103,9 @@ class HFPolicy:
             raise ValueError(f"{self.spec}: cannot load its tokenizer ({str(e).splitlines()[0]})") from None
         self.model.to(self.device).eval()
         self.meta = _read_meta(p)
-        check_model_format(self.meta.get("prompt_format"), self.spec)
         self.is_agentkd = bool(self.meta)
         self.prompt_variant = check_variant(self.meta.get("prompt_variant", "full"))
+        check_model_format(self.meta.get("prompt_format"), self.spec, self.prompt_variant)
         if not self.is_agentkd and not getattr(self.tokenizer, "chat_template", None):
             log.warning("%s: no agentkd.json and no chat template; using agentkd's chat text", self.spec)
         self._stop_ids = sorted({i for i in (self.tokenizer.convert_tokens_to_ids(t) for t in (END_TOKEN, EOS_TOKEN))

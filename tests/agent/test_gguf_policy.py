@@ -110,6 +110,15 @@ def test_a_gguf_of_another_prompt_format_is_refused(tiny_student_dir, tmp_path):
     path = write_gguf(old, tmp_path / "old.gguf")
     with pytest.raises(ValueError, match="trained on prompt format 'agentkd-prompt-v1'"):
         GGUFPolicy(path)
+    for variant, kept in (("compact", True), ("full", False)):  # v3 changed only the full variant
+        (old / "agentkd.json").write_text(json.dumps({**meta, "prompt_format": "agentkd-prompt-v2",
+                                                      "prompt_variant": variant}))
+        path = write_gguf(old, tmp_path / f"v2-{variant}.gguf")
+        if kept:
+            assert GGUFPolicy(path).prompt_variant == "compact"
+        else:
+            with pytest.raises(ValueError, match=r"'agentkd-prompt-v2' \(full variant\)"):
+                GGUFPolicy(path)
 
 
 def test_checked_greedy_decision_skips_the_grammar_or_decodes_again(tiny_gguf, monkeypatch):

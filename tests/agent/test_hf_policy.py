@@ -104,3 +104,10 @@ def test_a_student_of_another_prompt_format_is_refused(student_dir, tmp_path):
     with pytest.raises(ValueError, match="trained on prompt format 'agentkd-prompt-v1'.*re-train") as e:
         load_policy(f"hf:{old}")
     assert "\n" not in str(e.value) and str(old) in str(e.value)
+    # v3 changed only the full variant: a v2 compact student reads v3 prompts unchanged
+    v2 = {**meta, "prompt_format": "agentkd-prompt-v2"}
+    (old / "agentkd.json").write_text(json.dumps({**v2, "prompt_variant": "compact"}))
+    assert load_policy(f"hf:{old}").prompt_variant == "compact"
+    (old / "agentkd.json").write_text(json.dumps({**v2, "prompt_variant": "full"}))
+    with pytest.raises(ValueError, match=r"'agentkd-prompt-v2' \(full variant\)"):
+        load_policy(f"hf:{old}")
