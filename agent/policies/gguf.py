@@ -12,8 +12,12 @@
   rationale>`` then ``Action: <a legal action>``; grammars are cached by their legal-action
   set / tool schemas. Greedy decisions outside tool-use envs are decoded without
   it and checked after (``agent.grammar.in_grammar``): the same completion at a fraction of
-  the cost per token, with a constrained second pass only for a completion outside it. When the token budget runs out inside the rationale, the action is
-  completed under the action-only grammar, so every action emitted is legal.
+  the cost per token, with a constrained second pass only for a completion outside it.
+  While most of the last checked decisions fell outside the grammar (a weak student), each
+  check costs two decodes, so decisions are decoded under the grammar at once, with one in
+  ``RECHECK_EVERY`` still checked to notice when that changes. When the token budget runs
+  out inside the rationale, the action is completed under the action-only grammar, so
+  every action emitted is legal.
 * Consecutive decisions reuse llama.cpp's KV cache for their shared prompt prefix
   (``Llama.generate`` keeps its evaluated tokens and decodes only the new suffix);
   ``last_reused_tokens`` says how many prompt tokens the last decision did not re-evaluate.
@@ -28,6 +32,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,11 @@ from agent.types import Context, Decision, Sampling, TopK
 from distill.gguf_writer import GGUFFileError, read_gguf_info
 
 log = logging.getLogger(__name__)
+
+#: Checked decisions remembered to judge whether checking pays (see the module docstring).
+CHECK_WINDOW = 16
+#: While checking does not pay, one decision in this many is still checked.
+RECHECK_EVERY = 8
 
 #: Token budget for finishing an action after the rationale used up ``max_tokens``.
 ACTION_TOKENS = 256
@@ -61,7 +71,10 @@ class GGUFPolicy:
         check_grammar: greedy decisions outside tool-use envs are decoded without
             the grammar and checked against it afterwards (the same completion; a second,
             constrained pass only where the check fails, counted in ``grammar_fallbacks``);
-            off: every decision is decoded under the grammar.
+            off: every decision is decoded under the grammar. While more than half of the
+            last ``CHECK_WINDOW`` checked decisions (at least 8) fell outside it, only one
+            in ``RECHECK_EVERY`` is checked; the others are decoded under it at once (the
+            same decision, without the wasted first pass).
         spec: the spec string to record (default ``gguf:PATH``).
         on_token: called with each piece of generated text as it is produced.
     """
@@ -91,6 +104,8 @@ class GGUFPolicy:
         self.reuse_prefix = reuse_prefix
         self.check_grammar = check_grammar
         self.grammar_fallbacks = 0
+        self._checked_outside: deque[bool] = deque(maxlen=CHECK_WINDOW)  # last checked decisions
+        self._greedy_decisions = 0
         self.on_token = on_token
         self.last_reused_tokens = 0
         try:
@@ -166,13 +181,16 @@ class GGUFPolicy:
         if not self.reuse_prefix:
             self.llm.reset()
         self.last_reused_tokens = _common_prefix(self.llm._input_ids[: self.llm.n_tokens], tokens)
-        if self.use_grammar and self.check_grammar and self.sampling.temperature == 0 and not context.tools:
+        if self.use_grammar and self.check_grammar and self.sampling.temperature == 0 and not context.tools \
+                and self._check_first():
             # Greedy: decode without the grammar and check the result against it. A sentence
             # of the grammar is what the constrained decoder would have written (every argmax
             # was allowed), so only a completion outside it pays for a second, constrained pass.
             text, n_gen, tops, _, stop = self._generate(tokens, budget, None)
-            if (stop in ("eog", "line") and self._last_text_exact
-                    and in_grammar(text, context, self.sampling.max_rationale_chars, at_end_token=stop == "eog")):
+            inside = (stop in ("eog", "line") and self._last_text_exact
+                      and in_grammar(text, context, self.sampling.max_rationale_chars, at_end_token=stop == "eog"))
+            self._checked_outside.append(not inside)
+            if inside:
                 return self._decision(text, tokens, n_gen, tops, t0)
             self.grammar_fallbacks += 1
             self._stream("\n[outside the grammar: decoding again under it]\n")
@@ -198,6 +216,15 @@ class GGUFPolicy:
                                                    self._grammar(context, True))
             text, n_gen, tops = text + tail, n_gen + n2, tops + tops2
         return self._decision(text, tokens, n_gen, tops, t0)
+
+    def _check_first(self) -> bool:
+        """Whether this greedy decision is decoded without the grammar and checked after:
+        yes unless most recent checks failed (then one in ``RECHECK_EVERY``)."""
+        self._greedy_decisions += 1
+        recent = self._checked_outside
+        if len(recent) >= RECHECK_EVERY and 2 * sum(recent) > len(recent):
+            return self._greedy_decisions % RECHECK_EVERY == 0
+        return True
 
     def _decision(self, text: str, tokens: list[int], n_gen: int, tops: list[TopK], t0: float) -> Decision:
         rationale, action = parse_completion(text)

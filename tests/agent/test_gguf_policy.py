@@ -144,6 +144,41 @@ def test_checked_greedy_decision_skips_the_grammar_or_decodes_again(tiny_gguf, m
     assert calls[0] is not None
 
 
+def test_checking_stops_paying_for_a_student_mostly_outside_the_grammar(tiny_gguf, monkeypatch):
+    from agent.policies.gguf import CHECK_WINDOW, RECHECK_EVERY
+
+    pol = GGUFPolicy(tiny_gguf, sampling=Sampling(max_tokens=32))
+    first_passes: list[int] = []  # decision numbers that were checked first
+    state = {"n": 0, "outside": True}
+
+    def fake(tokens, n, grammar):
+        if grammar is None:
+            first_passes.append(state["n"])
+            return ("Thought: ok\nAction: fly" if state["outside"] else "Thought: ok\nAction: up"), 5, [], True, "line"
+        return "Thought: ok\nAction: left", 5, [], True, "eog"
+
+    monkeypatch.setattr(pol, "_generate", fake)
+
+    def decide(k):
+        out = []
+        for _ in range(k):
+            state["n"] += 1
+            out.append(pol.act(_ctx("S F\nF G")).action)
+        return out
+
+    # every decision is the constrained one, checked or not
+    assert decide(4 * RECHECK_EVERY) == ["left"] * (4 * RECHECK_EVERY)
+    # the first RECHECK_EVERY were checked and failed; after that only one in RECHECK_EVERY
+    assert first_passes == [*range(1, RECHECK_EVERY + 1), *range(2 * RECHECK_EVERY, 4 * RECHECK_EVERY + 1,
+                                                                   RECHECK_EVERY)]
+    assert pol.grammar_fallbacks == len(first_passes)
+    # the student gets better: the rechecks notice, and every decision is checked again
+    state["outside"] = False
+    decide(CHECK_WINDOW * RECHECK_EVERY)
+    first_passes.clear()
+    assert decide(5) == ["up"] * 5 and len(first_passes) == 5
+
+
 @pytest.fixture(scope="module")
 def trained_gguf(tmp_path_factory):
     """A nano student trained long enough (150 steps) that its greedy decisions are well formed."""
