@@ -35,13 +35,21 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 # ---------------------------------------------------------------------------- provenance
-def git_commit() -> str | None:
-    """The short commit of the repository holding this file; None outside git."""
+def git_commit(where: Path | None = None) -> str | None:
+    """The short commit of the repository holding ``where`` (default: this file), with
+    ``+dirty`` when tracked files differ from it; None outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=where or Path(__file__).parent).stdout.strip()
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+#: The code a run executes is the code at its start (a commit made while it runs is not in it).
+RUN_COMMIT = git_commit()
 
 
 def cpu_model() -> str:
@@ -96,7 +104,7 @@ def versions() -> dict[str, str | None]:
 def stamp() -> dict[str, Any]:
     """What every result line starts with: date, commit, machine, versions."""
     return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "commit": git_commit(), "machine": machine_info(), "versions": versions()}
+            "commit": RUN_COMMIT, "machine": machine_info(), "versions": versions()}
 
 
 def append_result(name: str, line: dict[str, Any], results_dir: Path | None = None) -> Path:

@@ -25,7 +25,7 @@ import tyro
 
 from eval.demo import DemoConfig, demo
 from eval.metrics import cpu_count
-from common import git_commit as _git_commit
+from common import RUN_COMMIT
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_pipeline.jsonl"
 TARGET_S = {"quick": 180.0, "full": 1200.0}
@@ -57,7 +57,7 @@ def main(cfg: DemoConfig) -> dict[str, Any]:
     result = demo(cfg)
     line = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _git_commit(),
+        "commit": RUN_COMMIT,
         "cpus": cpu_count(),
         "machine": platform.machine(),
         "out": str(cfg.out),

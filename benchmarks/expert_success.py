@@ -27,7 +27,7 @@ from rich.table import Table
 import envs
 from envs.toytext import run_expert
 from eval.metrics import wilson_interval
-from common import git_commit as _git_commit
+from common import RUN_COMMIT
 
 RESULTS = Path(__file__).resolve().parent / "results" / "expert_success.jsonl"
 TARGET = 0.99
@@ -78,7 +78,7 @@ def main(cfg: Config) -> list[dict[str, Any]]:
         raise SystemExit(f"--env-ids: {e}") from None
     lines, stamp = [], {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _git_commit(),
+        "commit": RUN_COMMIT,
     }
     table = Table(title=f"Expert success on {cfg.n} {cfg.split} seeds")
     table.add_column("env", no_wrap=True, min_width=max(map(len, ids)))

@@ -52,6 +52,24 @@ def test_common_interleaves_and_rotates_the_order() -> None:
     assert common.quantile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
 
 
+def test_common_stamps_the_commit_and_a_dirty_tree(tmp_path: Path) -> None:
+    import subprocess
+
+    common = _script("common")
+    assert common.git_commit(tmp_path) is None  # not a repository
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "f").write_text("a")
+    git("add", "f")
+    git("commit", "-q", "-m", "one")
+    clean = common.git_commit(tmp_path)
+    assert clean and "+" not in clean
+    (tmp_path / "f").write_text("b")
+    assert common.git_commit(tmp_path) == clean + "+dirty"
+
+
 def test_common_appends_lines(tmp_path: Path) -> None:
     common = _script("common")
     common.append_result("x", {"a": 1}, tmp_path)
