@@ -7,6 +7,7 @@ import pytest
 
 from distill.traces import read_traces
 from eval.demo import DEFAULT_ENVS, STAGES, DemoConfig, _config, demo
+from eval.metrics import cpu_count
 
 
 def test_quick_budgets_and_explicit_overrides():
@@ -18,6 +19,10 @@ def test_quick_budgets_and_explicit_overrides():
     assert DemoConfig(quick=True).budget()["mixed_precision"] == "no"
     assert DEFAULT_ENVS.split(",") == ["frozenlake-4x4", "taxi", "babyai-goto-local",
                                        "tools-chain"]
+    # compare runs on every core (at most 4) unless told; quick stays in one process
+    assert DemoConfig().budget()["workers"] == min(cpu_count(), 4)
+    assert DemoConfig(quick=True).budget()["workers"] == 1 and DemoConfig(workers=3).budget()["workers"] == 3
+    assert DemoConfig().budget()["val_greedy_max"] == 64
 
 
 def test_configs_of_other_stages_are_checked_by_name():
