@@ -110,7 +110,7 @@ def run_episode(
             top_logprobs=decision.top_logprobs,
         ))
         episode.total_return += float(reward)
-        history.append(Turn(obs, decision.action, decision.rationale, tuple(context.legal_actions)))
+        history.append(context.turn(decision))
         if on_step is not None:
             on_step(len(episode.steps), obs, decision, info)
         obs = next_obs

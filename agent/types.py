@@ -44,6 +44,10 @@ class Context:
     legal_actions: list[str]
     tools: list[dict[str, Any]] | None = None
 
+    def turn(self, decision: Decision) -> Turn:
+        """This context and ``decision``, its answer, as the history of later prompts."""
+        return Turn(self.observation, decision.action, decision.rationale, tuple(self.legal_actions))
+
 
 @dataclass
 class Decision:

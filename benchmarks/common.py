@@ -197,7 +197,7 @@ def recorded_states(env_id: str, n_episodes: int, variant: str = "compact",
             ctx = make_context(env, obs, info, history, variant)
             decision = expert.act(ctx)
             states.append((ctx, decision))
-            history.append(Turn(obs, decision.action, decision.rationale, tuple(ctx.legal_actions)))
+            history.append(ctx.turn(decision))
             obs, _, term, trunc, info = env.step(decision.action)
             done = term or trunc
     return states

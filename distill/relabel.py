@@ -334,7 +334,7 @@ def rollout(env: Any, seed: int, relabeler: Relabeler, student: Policy | None, b
                              action=d.action, raw=d.raw, valid=not info.get("invalid_action", False),
                              reward=float(reward)))
         ep.total_return += float(reward)
-        history.append(Turn(obs, d.action, d.rationale, tuple(ctx.legal_actions)))
+        history.append(ctx.turn(d))
         obs = next_obs
         done = term or trunc or (max_steps > 0 and len(ep.steps) >= max_steps)
         ep.terminated, ep.truncated = bool(term), bool(trunc) or (done and not term)

@@ -11,7 +11,7 @@ import envs
 from agent.grammar import action_schema, gbnf_literal, grammar_for, in_grammar
 from agent.policies.gguf import GGUFPolicy
 from agent.prompt import make_context
-from agent.types import Context, Sampling, Turn
+from agent.types import Context, Sampling
 
 CALC = {"type": "function", "function": {"name": "calculator", "description": "Evaluate arithmetic.",
         "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
@@ -82,7 +82,7 @@ def _episode(policy, env_id: str, seed: int) -> list[tuple[str, list[str], dict]
     while not done:
         ctx = make_context(env, obs, info, history, policy.prompt_variant)
         d = policy.act(ctx)
-        history.append(Turn(obs, d.action, d.rationale, tuple(ctx.legal_actions)))
+        history.append(ctx.turn(d))
         obs, _, term, trunc, info = env.step(d.action)
         out.append((d.action, ctx.legal_actions, info))
         done = term or trunc
