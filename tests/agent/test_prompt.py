@@ -102,7 +102,7 @@ def test_a_full_prompt_extends_the_previous_prompt_and_its_answer(env_id):
                 assert now.startswith(before + answer + END_TOKEN), (env_id, seed, t)
             else:
                 system = chat_text(render_messages(make_context(env, "", {}, [], "full"), "full")[:1], False)
-                assert now.startswith(system)
+                assert now.startswith(system) and not now.startswith(before)  # the oldest turns went
 
 
 def test_chat_text_equals_the_jinja_template():
