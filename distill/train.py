@@ -34,6 +34,7 @@ from accelerate.utils import set_seed
 
 from agent.prompt import CHAT_TEMPLATE, END_TOKEN, EOS_TOKEN, PROMPT_FORMAT, SPECIAL_TOKENS, parse_completion
 from distill import data, losses
+from distill.copy_warmup import copy_warmup
 from distill.lora import adapter_state, apply_lora, load_adapter_state, merged_copy
 from distill.student import PRESETS, build_student, load_student, read_meta, save_student
 from distill.tokenizer import check_round_trip, train_tokenizer
@@ -277,6 +278,11 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ValueError("--teacher is only used with --kd forward|reverse|jsd")
     if cfg.lora and cfg.student in PRESETS:
         raise ValueError(f"--lora needs a pretrained checkpoint directory, got preset {cfg.student!r}")
+    if cfg.copy_warmup < 0:
+        raise ValueError(f"--copy-warmup: expected >= 0 steps, got {cfg.copy_warmup}")
+    if cfg.copy_warmup and cfg.student not in PRESETS:
+        raise ValueError(f"--copy-warmup trains a fresh preset student; got --student {cfg.student!r}, "
+                         "which has its own weights (drop --copy-warmup)")
     for name in ("batch_size", "eval_every"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(cfg, name)}")
@@ -290,12 +296,18 @@ def _student(cfg: TrainConfig, preset: str | None, examples: list[data.Example],
              last_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     """(model, tokenizer, base metadata) to train."""
     if resuming and not cfg.lora:
-        model, tok, _ = load_student(last_dir)
-        return model, tok, {"base": None if preset else cfg.student}
+        model, tok, last_meta = load_student(last_dir)
+        kept = {k: last_meta[k] for k in ("copy_warmup",) if k in last_meta}  # done before step 0
+        return model, tok, {"base": None if preset else cfg.student, **kept}
     if preset:
         tok = train_tokenizer((e.prompt + e.completion for e in examples), cfg.vocab_size)
         check_round_trip(tok, (e.prompt + e.completion for e in examples[:50]))
-        return build_student(preset, len(tok), seed=cfg.seed, tie=cfg.tie_embeddings), tok, {}
+        model = build_student(preset, len(tok), seed=cfg.seed, tie=cfg.tie_embeddings)
+        if cfg.copy_warmup:
+            copied = copy_warmup(model, tok, (e.prompt + e.completion for e in examples), cfg.copy_warmup,
+                                 seed=cfg.seed, bf16=cfg.mixed_precision == "bf16")
+            return model, tok, {"copy_warmup": copied}
+        return model, tok, {}
     model, tok, _ = load_student(cfg.student)
     missing = [t for t in SPECIAL_TOKENS if t not in tok.get_vocab()]
     if missing:  # a foreign tokenizer: give it agentkd's chat tokens, as special tokens

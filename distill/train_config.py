@@ -32,6 +32,9 @@ class TrainConfig:
     the trace prompts)."""
     vocab_size: int = 2048
     """Tokenizer vocabulary size for a preset student (trained on the traces)."""
+    copy_warmup: int = 0
+    """Steps of copy warm-up for a preset student before distillation (0: off): it learns to
+    repeat random runs of the traces' words, the copying its rationales need (distill/copy_warmup.py)."""
     tie_embeddings: bool = False
     """A preset student shares its input embedding with its output head (a token it has only
     read, such as a name in a held-out question, gets a trained output row too)."""
