@@ -67,6 +67,8 @@ class Config:
     """Train on ``Action: ...`` alone (no rationale): the loss is all on the decision."""
     tie_embeddings: bool = False
     """``agentkd train --tie-embeddings``: the output head is the input embedding."""
+    copy_warmup: int = 0
+    """``agentkd train --copy-warmup``: steps of copy warm-up before distillation."""
     workdir: str = "runs/train_quality"
     """Where traces and students go."""
     results_dir: Path | None = None
@@ -120,7 +122,7 @@ def main(cfg: Config) -> None:
                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                  eval_every=cfg.eval_every, val_frac=0.05, progress=False,
                                  action_only=cfg.action_only, mixed_precision=cfg.mixed_precision,
-                                 tie_embeddings=cfg.tie_embeddings))
+                                 tie_embeddings=cfg.tie_embeddings, copy_warmup=cfg.copy_warmup))
         train_s = time.perf_counter() - t0
         curve = _curve(work / env_id)
         steps_s = train_s - curve[-1].get("val_s", 0.0)

@@ -147,3 +147,16 @@ def test_train_quality(tmp_path: Path) -> None:
     assert line["student_success"] in (0.0, 0.5, 1.0) and line["student_ci95"][0] <= line["student_success"]
     assert [p["step"] for p in line["curve"]] == [2, 4]
     assert 0 < line["train_steps_s"] <= line["train_s"] and line["tokens_per_s"] > 0
+
+
+def test_student_states(workdir: Path, tmp_path: Path) -> None:
+    m = _script("student_states")
+    files = _script("common").student_files("nano", workdir, quants=(), env_ids=("frozenlake-4x4",))
+    line = m.main(m.Config(student=str(files["hf"]), env_id="frozenlake-4x4", episodes=2, every=1,
+                           show=1, results_dir=tmp_path))
+    assert _only_line(tmp_path, "student_states")["states"] == line["states"]
+    # every state of the expert's 2 episodes, grouped by the expert's action
+    assert line["states"] == sum(g["states"] for g in line["by_action"].values()) >= 2
+    assert set(line["by_action"]) <= {"left", "down", "right", "up"}
+    for g in line["by_action"].values():
+        assert 0 <= g["rationale_right"] <= g["states"] and 0 <= g["action_right"] <= g["states"]
