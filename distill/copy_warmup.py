@@ -14,8 +14,9 @@ holds nothing but induction: a random run of words drawn from the trace texts, t
 assistant marker, and the same run again, with the loss on the repeat only. The words are
 the traces' own, so the tokens whose copies matter later are the ones copied here; their
 order is random, so only a copy predicts the repeat. The loop is plain (AdamW, linear
-warm-up, constant rate, gradient clipping) and seeded by its own generator, so the data
-order and the initialisation of the main run are the same with or without it.
+warm-up, constant rate, gradient clipping) and draws from its own seeded generator, never
+torch's, so the main run's data order is the same with or without it. It runs where the
+fresh model is, on the CPU, before Accelerate places the model (a few minutes for micro).
 """
 
 from __future__ import annotations
