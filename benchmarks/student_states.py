@@ -51,6 +51,8 @@ def main(cfg: Config) -> dict:
 
     from agent.policies import load_policy
 
+    if cfg.every < 1 or cfg.episodes < 1:
+        raise SystemExit(f"--every and --episodes: expected >= 1, got {cfg.every} and {cfg.episodes}")
     at_start = stamp()
     torch.set_num_threads(cfg.threads)
     policy = load_policy(f"hf:{cfg.student}")
