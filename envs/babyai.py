@@ -10,7 +10,7 @@ Description:
 Observation:
     Text (``envs.babyai_text.describe``): the heading (east/south/west/north),
     what the agent carries, every visible object with its position relative to the agent
-    ("2 ahead 1 left red ball"; nearest first, then by name), the objects it saw earlier
+    ("red ball 2 ahead, 1 left"; nearest first, then by name), the objects it saw earlier
     in the episode and cannot see now, where they are now ("You remember: ..."), and the
     nearest wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1
     left."), then the mission (last, next to the answer). Usually under 450 characters.
@@ -86,8 +86,7 @@ _GOTO_TASKS = frozenset({"BabyAI-GoToLocal-v0", "mixed:goto"})
 INSTRUCTIONS = """\
 You are an agent in a BabyAI grid world. Carry out the mission given in each observation.
 You see a 7x7 area in front of you; walls and closed doors block the view. Positions are
-relative to you: "2 ahead 1 left red ball" is a red ball two steps forward and one step
-to your left.
+relative to you: "2 ahead, 1 left" is two steps forward and one step to your left.
 Objects: keys, balls and boxes (they block the way), and doors (open, closed or locked; a
 locked door opens with the key of its color).
 Actions:

@@ -15,25 +15,23 @@ student can learn every one of its decisions:
 2. No such object known yet: turn left, up to three times in a row (a full look around).
 3. Still nothing after that: walk to the nearest state that faces a cell never seen.
 
-Rationales repeat the mission, then check the known objects one by one, in the order the
-observation lists them ("You see", then "You remember"), up to the target. Each check is
-a unit of one shape: the mission's object, ``|``, the entry word for word as the
-observation writes it, and a verdict, ``yes`` or ``no``; then the move:
-``go to the blue ball: blue ball | 0 ahead 1 left red key: no; blue ball | 2 ahead 1 left
-blue ball: yes: go forward.``; when the plain action is not the one taken,
-``...: yes; blocked: turn right.``; with no target known, every entry checked ``no``, then
-``not seen``: ``...: blue ball | 2 behind 0 right grey box: no: not seen: turn left.``
-(``none`` when no object is known), or ``...: not seen, explore: go forward.``
+Rationales repeat the mission, then read the "You see" list (and, past its end, the "You
+remember" list after the word ``remember``) entry by entry, word for word as the
+observation writes them, up to the target, then the move:
+``go to the blue ball: red key 1 left; blue ball 2 ahead, 1 left: go forward.``; when the
+plain action is not the one taken, ``...: blue ball 3 ahead; blocked: turn right.``; with
+no target known, the whole of both lists, then ``not seen``:
+``go to the blue ball: red key 1 left; remember grey box 2 behind: not seen: turn left.``
+(``no objects`` when nothing is in view), or ``...: not seen, explore: go forward.``
 
-Why this shape (BENCHMARKS.md, Training quality): a micro student learns copies far
-sooner than it learns to find one entry among many. Reading the lists out gives it a run
-of word-for-word copies; writing each entry after its position (always "A ahead|behind B
-right|left") and repeating the mission's object before it puts the two names to compare
-at the same distance from the verdict in every unit, so the verdict is one learnable
-test of equality. With the lists read out as ``red key 1 left; blue ball 2 ahead, 1
-left``, a micro student trained 1500 steps copied the entries right but read on past the
-target; with these units and 3000 steps it took the expert's action in 40 of 44 held-out
-expert states.
+Reading the lists out gives a small student many copies to learn from in every
+rationale. Written as only the target's entry (``go to the blue ball: blue ball 2 ahead,
+1 left: ...``), the rationale had two copies: a micro student trained 1500 steps repeated
+the mission's object right in 2 of 44 held-out states (24 after 3000 steps), and mostly
+wrote the most frequent object instead. Reading the lists out, the same student, trained
+the same way, repeats it right in 44 of 44 after 1000 steps (BENCHMARKS.md, Training
+quality). A word-for-word copy is a run of copies, each from the word after the one copied
+before, and the test whether an entry is the target sits right after that entry.
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import entry, remembered_objects, visible_cells, visible_objects
+from envs.babyai_text import listing, remembered_objects, visible_cells, visible_objects
 from envs.base import ExpertStep
 
 #: minigrid's agent_dir (0 east, 1 south, 2 west, 3 north) as a step (dx, dy).
@@ -90,17 +88,16 @@ def _fits(name: str, desc: Any) -> bool:
     return kind == desc.type and desc.color in (None, color)
 
 
-def mission_object(mission: str) -> str:
-    """The object a "go to" mission names: ``"go to the red ball"`` -> ``"red ball"``."""
-    return mission.split(" the ")[-1].split(" a ")[-1]
-
-
-def check_units(wanted: str, known: list[Obj], verdicts: list[bool]) -> str:
-    """The rationale's checks of the known objects: ``"{wanted} | {entry}: yes|no"`` per
-    object (``entry``, the observation's own text), joined by ``; `` (``none`` when no
-    object is known)."""
-    units = [f"{wanted} | {entry(*o)}: {'yes' if v else 'no'}" for o, v in zip(known, verdicts)]
-    return "; ".join(units) or "none"
+def read_out(seen: list[Obj], remembered: list[Obj], upto: int | None) -> str:
+    """The rationale's reading of the object lists: the "You see" entries, then ``remember``
+    and the remembered ones, word for word (``listing``, the observation's own text), up to
+    entry ``upto`` of the two lists joined (``None``: all of them; ``no objects`` when both
+    are empty)."""
+    known = [*seen, *remembered][:None if upto is None else upto + 1]
+    parts = [listing(known[:len(seen)])] if seen else []
+    if known[len(seen):]:
+        parts.append("remember " + listing(known[len(seen):]))
+    return "; ".join(parts) if parts else "no objects"
 
 
 class GoToExpert:
@@ -125,11 +122,9 @@ class GoToExpert:
         seen, remembered = visible_objects(level), remembered_objects(level, env.memory)
         known = [*seen, *remembered]
         index = next((i for i, o in enumerate(known) if _fits(o[0], desc)), None)
-        wanted = mission_object(level.mission)
         if index is not None:
-            checks = check_units(wanted, known[:index + 1], [False] * index + [True])
-            return self._go_to(f"{level.mission}: {checks}", *known[index][1:])
-        where = f"{level.mission}: {check_units(wanted, known, [False] * len(known))}"
+            return self._go_to(f"{level.mission}: {read_out(seen, remembered, index)}", *known[index][1:])
+        where = f"{level.mission}: {read_out(seen, remembered, None)}"
         if env.applied[-_SCAN_TURNS:] != ["turn left"] * _SCAN_TURNS:
             return ExpertStep("turn left", f"{where}: not seen: turn left.")
         action = self._explore()

@@ -10,10 +10,8 @@ read (and tested) on its own:
 * ``explain(bot, action)``: one or two plain sentences that say why ``BabyAIBot`` chose
   ``action``, built from its subgoal stack and the scene.
 
-Positions are always relative to the agent: "2 ahead 1 left" means two steps forward and
-one step to the left of the agent's current cell and heading. An object is written after
-its position ("2 ahead 1 left red ball"): every entry has the same shape, so its name
-always stands the same number of words after the entry's start.
+Positions are always relative to the agent: "2 ahead, 1 left" means two steps forward and
+one step to the left of the agent's current cell and heading.
 """
 
 from __future__ import annotations
@@ -47,11 +45,17 @@ def object_name(obj: WorldObj) -> str:
 
 
 def relative_words(ahead: int, right: int) -> str:
-    """Words for an offset in the agent's frame, always both parts in the same order:
-    ``"2 ahead 1 left"``, ``"0 ahead 3 right"``, ``"1 behind 0 right"``."""
-    along = f"{ahead} ahead" if ahead >= 0 else f"{-ahead} behind"
-    across = f"{right} right" if right >= 0 else f"{-right} left"
-    return f"{along} {across}"
+    """Words for an offset in the agent's frame: ``"2 ahead, 1 left"``, ``"3 right"``."""
+    parts = []
+    if ahead > 0:
+        parts.append(f"{ahead} ahead")
+    elif ahead < 0:
+        parts.append(f"{-ahead} behind")
+    if right > 0:
+        parts.append(f"{right} right")
+    elif right < 0:
+        parts.append(f"{-right} left")
+    return ", ".join(parts) if parts else "here"
 
 
 def relative_offset(env: Any, pos: Any) -> tuple[int, int]:
@@ -130,14 +134,9 @@ def wall_distances(env: Any) -> list[tuple[str, int]]:
     return out
 
 
-def entry(name: str, ahead: int, right: int) -> str:
-    """One object as the observation writes it: ``"2 ahead 1 left red ball"``."""
-    return f"{relative_words(ahead, right)} {name}"
-
-
 def listing(objs: list[tuple[str, int, int]]) -> str:
-    """Objects as the observation lists them: ``"2 ahead 1 left red ball; 0 ahead 3 right blue key"``."""
-    return "; ".join(entry(*o) for o in objs)
+    """Objects as the observation lists them: ``"red ball 2 ahead, 1 left; blue key 3 right"``."""
+    return "; ".join(f"{name} {relative_words(a, r)}" for name, a, r in objs)
 
 
 def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
@@ -146,8 +145,8 @@ def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
     Example::
 
         You face east and carry nothing.
-        You see: 2 ahead 1 left red ball; 3 ahead 0 right grey door (closed).
-        You remember: 2 behind 3 right blue key.
+        You see: red ball 2 ahead, 1 left; grey door (closed) 3 ahead.
+        You remember: blue key 2 behind, 3 right.
         Walls: 4 ahead, 1 left.
         Mission: go to the red ball.
 
