@@ -61,6 +61,8 @@ class Config:
     """Examples per step."""
     lr: float = 2e-3
     """Peak learning rate."""
+    mixed_precision: Literal["no", "bf16"] = "no"
+    """``agentkd dagger --mixed-precision``: no | bf16 (fast only on CPUs with AVX512-BF16)."""
     action_only: bool = False
     """Train on actions only (no rationales): much faster rollouts on CPU."""
     test_episodes: int = 50
@@ -98,7 +100,8 @@ def main(cfg: Config) -> None:
                           rollout_quant=cfg.rollout_quant, n_threads=cfg.n_threads,
                           iterations=cfg.iterations, beta_decay=cfg.beta_decay, episodes=cfg.episodes,
                           sft_episodes=cfg.sft_episodes, sft_steps=cfg.sft_steps, steps=cfg.steps,
-                          batch_size=cfg.batch_size, lr=cfg.lr, action_only=cfg.action_only,
+                          batch_size=cfg.batch_size, lr=cfg.lr, mixed_precision=cfg.mixed_precision,
+                          action_only=cfg.action_only,
                           test_episodes=cfg.test_episodes, max_steps=cfg.max_steps, max_tokens=cfg.max_tokens,
                           progress=False)
         t0 = time.perf_counter()

@@ -286,7 +286,8 @@ def test_agentkd_dagger_cli_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_dagger_students_play_through_llama_cpp(tmp_path):
     out = tmp_path / "run"
-    args = [*_tiny_dagger_args(out), "--rollout-backend", "gguf", "--rollout-quant", "q8_0", "--n-threads", "1"]
+    args = [*_tiny_dagger_args(out), "--rollout-backend", "gguf", "--rollout-quant", "q8_0", "--n-threads", "1",
+            "--mixed-precision", "bf16"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -297,6 +298,10 @@ def test_dagger_students_play_through_llama_cpp(tmp_path):
         assert Path(path).parent == Path(row["student"]).parent.parent / "gguf"
     state = json.loads((out / "state.json").read_text())
     assert {"0:export", "1:export"} <= set(state["done"])
+    # every training run of the iterations was told the precision
+    for i in (0, 1):
+        assert json.loads((out / f"iter_{i}" / "student" / "train_config.json").read_text())[
+            "mixed_precision"] == "bf16"
     # the iteration-1 rollouts were played by the iteration-0 GGUF: its states were labelled
     assert report["iterations"][1]["states_new"] > 0
     bad = subprocess.run([*args[:-4], "--rollout-quant", "q3", "--out", str(tmp_path / "x")],
