@@ -286,8 +286,8 @@ def test_agentkd_dagger_cli_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_dagger_students_play_through_llama_cpp(tmp_path):
     out = tmp_path / "run"
-    args = [*_tiny_dagger_args(out), "--rollout-backend", "gguf", "--rollout-quant", "q8_0", "--n-threads", "1",
-            "--mixed-precision", "bf16"]
+    args = [*_tiny_dagger_args(out), "--mixed-precision", "bf16",
+            "--rollout-backend", "gguf", "--rollout-quant", "q8_0", "--n-threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
