@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,9 @@ def test_student_states(workdir: Path, tmp_path: Path) -> None:
                            show=1, results_dir=tmp_path))
     assert _only_line(tmp_path, "student_states")["states"] == line["states"]
     # every state of the expert's 2 episodes, grouped by the expert's action
-    assert line["states"] == sum(g["states"] for g in line["by_action"].values()) >= 2
+    expert_states = _script("common").recorded_states("frozenlake-4x4", 2)
+    assert line["states"] == sum(g["states"] for g in line["by_action"].values()) == len(expert_states) >= 2
+    assert {k: g["states"] for k, g in line["by_action"].items()} == Counter(d.action for _, d in expert_states)
     assert set(line["by_action"]) <= {"left", "down", "right", "up"}
     for g in line["by_action"].values():
         assert 0 <= g["rationale_right"] <= g["states"] and 0 <= g["action_right"] <= g["states"]
