@@ -9,11 +9,13 @@ Description:
 
 Observation:
     Text (``envs.babyai_text.describe``): the heading (east/south/west/north),
-    what the agent carries, every visible object with its position relative to the agent
-    ("red ball 2 ahead, 1 left"; nearest first, then by name), the objects it saw earlier
-    in the episode and cannot see now, where they are now ("You remember: ..."), and the
-    nearest wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1
-    left."), then the mission (last, next to the answer). Usually under 450 characters.
+    what the agent carries, the visible objects one line per type with each one's colour
+    and position relative to the agent ("You see balls: red 2 ahead, 1 left; blue 3
+    ahead."; nearest first), the objects it saw earlier in the episode and cannot see now,
+    where they are now ("You remember keys: ..."), what is right in front ("In front:
+    nothing." / "wall" / an object), and the nearest wall straight ahead, left and right
+    where it is in view ("Walls: 3 ahead, 1 left."), then the mission (last, next to the
+    answer). Usually under 520 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``

@@ -134,9 +134,48 @@ def wall_distances(env: Any) -> list[tuple[str, int]]:
     return out
 
 
+#: Object types in the order their lines are written, and each one's plural.
+TYPES = ("key", "ball", "box", "door")
+PLURAL = {"key": "keys", "ball": "balls", "box": "boxes", "door": "doors"}
+
+
+def object_type(name: str) -> str:
+    """The type word of an object name: ``"red ball"`` -> ``"ball"``, ``"grey door (open)"`` -> ``"door"``."""
+    return name.split(" (")[0].split(" ", 1)[1]
+
+
+def entry(name: str, ahead: int, right: int) -> str:
+    """One object of a type's line: its name without the type, then where it is
+    (``"red 2 ahead, 1 left"``, ``"yellow (locked) 3 right"``)."""
+    color, rest = name.split(" ", 1)
+    state = rest.split(" (", 1)[1:]
+    return " ".join([color, *(f"({s}" for s in state), relative_words(ahead, right)])
+
+
 def listing(objs: list[tuple[str, int, int]]) -> str:
-    """Objects as the observation lists them: ``"red ball 2 ahead, 1 left; blue key 3 right"``."""
-    return "; ".join(f"{name} {relative_words(a, r)}" for name, a, r in objs)
+    """Objects of one type as their line lists them: ``"red 2 ahead, 1 left; blue 3 right"``."""
+    return "; ".join(entry(*o) for o in objs)
+
+
+def by_type(objs: list[tuple[str, int, int]]) -> dict[str, list[tuple[str, int, int]]]:
+    """``objs`` grouped by type, in ``TYPES`` order, each group in the order given."""
+    groups: dict[str, list[tuple[str, int, int]]] = {}
+    for kind in TYPES:
+        group = [o for o in objs if object_type(o[0]) == kind]
+        if group:
+            groups[kind] = group
+    return groups
+
+
+def front_thing(env: Any) -> str | None:
+    """What is on the cell right in front of the agent (an object's name, ``"wall"``), or
+    None when it is empty or out of view."""
+    cells = visible_cells(env)
+    at = np.asarray(env.agent_pos) + env.dir_vec
+    obj = cells.get((int(at[0]), int(at[1])))
+    if obj is None or obj.type in ("empty", "floor"):
+        return None
+    return "wall" if obj.type == "wall" else object_name(obj)
 
 
 def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
@@ -145,21 +184,27 @@ def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
     Example::
 
         You face east and carry nothing.
-        You see: red ball 2 ahead, 1 left; grey door (closed) 3 ahead.
-        You remember: blue key 2 behind, 3 right.
+        You see balls: red 2 ahead, 1 left; blue 3 ahead.
+        You see doors: grey (closed) 3 ahead.
+        You remember keys: blue 2 behind, 3 right.
+        In front: nothing.
         Walls: 4 ahead, 1 left.
         Mission: go to the red ball.
 
-    ``memory`` (see ``remember``) adds the "You remember" line: what the agent saw earlier
-    in the episode and cannot see now, where it is now relative to the agent.
+    Objects come one line per type (keys, balls, boxes, doors), nearest first within a
+    line, so that finding "the red ball" is finding the line of balls and then its colour
+    there: a student compares one word per entry, never a colour and a type at once.
+    ``memory`` (see ``remember``) adds the "You remember" lines: what the agent saw earlier
+    in the episode and cannot see now, where it is now relative to the agent. "In front"
+    names what blocks the cell ahead (an object, a wall) or says ``nothing``.
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
-    objs = visible_objects(env)
-    lines.append(f"You see: {listing(objs)}." if objs else "You see: no objects.")
-    past = remembered_objects(env, memory) if memory else []
-    if past:
-        lines.append(f"You remember: {listing(past)}.")
+    seen = by_type(visible_objects(env))
+    lines += [f"You see {PLURAL[k]}: {listing(objs)}." for k, objs in seen.items()] or ["You see no objects."]
+    past = by_type(remembered_objects(env, memory) if memory else [])
+    lines += [f"You remember {PLURAL[k]}: {listing(objs)}." for k, objs in past.items()]
+    lines.append(f"In front: {front_thing(env) or 'nothing'}.")
     walls = wall_distances(env)
     if walls:
         lines.append("Walls: " + ", ".join(f"{k} {word}" for word, k in walls) + ".")
