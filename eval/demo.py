@@ -62,6 +62,8 @@ class DemoConfig:
     """Training steps (default: 2000 of batch 8 in bf16, quick: 10)."""
     max_steps: int | None = None
     """Cap on steps per evaluated episode (default: 50, quick: 24)."""
+    copy_warmup: int | None = None
+    """Copy warm-up steps before training (``agentkd train --copy-warmup``; default: 0)."""
     workers: int | None = None
     """Worker processes per policy in the compare stage (default: one per CPU core, at most
     4; quick: 1, where starting the processes would cost more than they save)."""
@@ -79,7 +81,7 @@ class DemoConfig:
         quick = {"student": "nano", "train_episodes": 8, "eval_episodes": 2, "steps": 10,
                  "batch_size": 8, "lr": 1e-3, "eval_every": 10, "max_steps": 24, "max_tokens": 48,
                  "agreement_states": 8, "export_states": 4, "mixed_precision": "no",
-                 "val_greedy_max": 256, "workers": 1}
+                 "val_greedy_max": 256, "workers": 1, "copy_warmup": 0}
         # Sized by benchmarks/train_quality.py and demo_pipeline.py (BENCHMARKS.md): batches
         # of 8 under bf16 autocast get a micro student past its early plateau (one action
         # for every state) in about a third of the steps that batches of 16 in fp32 took;
@@ -96,9 +98,9 @@ class DemoConfig:
                 "batch_size": 8, "lr": 2e-3, "eval_every": 1000, "max_steps": 50,
                 "max_tokens": 160, "agreement_states": 60, "export_states": 24,
                 "mixed_precision": "bf16" if _bf16_is_fast() else "no",
-                "val_greedy_max": 64, "workers": min(cpu_count(), 4)}
+                "val_greedy_max": 64, "workers": min(cpu_count(), 4), "copy_warmup": 0}
         b = dict(quick if self.quick else full)
-        for k in ("student", "train_episodes", "eval_episodes", "steps", "max_steps", "workers"):
+        for k in ("student", "train_episodes", "eval_episodes", "steps", "max_steps", "workers", "copy_warmup"):
             if getattr(self, k) is not None:
                 b[k] = getattr(self, k)
         return b
@@ -157,7 +159,7 @@ def _train(cfg: DemoConfig, b: dict[str, Any]) -> str:
                           "out": str(cfg.out / "student"), "steps": b["steps"]},
                          {"batch_size": b["batch_size"], "lr": b["lr"], "eval_every": b["eval_every"],
                           "val_greedy_max": b["val_greedy_max"], "mixed_precision": b["mixed_precision"],
-                          "progress": cfg.progress}))
+                          "copy_warmup": b["copy_warmup"], "progress": cfg.progress}))
     return str(best)
 
 

@@ -23,6 +23,8 @@ def test_quick_budgets_and_explicit_overrides():
     assert DemoConfig().budget()["workers"] == min(cpu_count(), 4)
     assert DemoConfig(quick=True).budget()["workers"] == 1 and DemoConfig(workers=3).budget()["workers"] == 3
     assert DemoConfig().budget()["val_greedy_max"] == 64
+    # the copy warm-up is off unless asked for
+    assert DemoConfig().budget()["copy_warmup"] == 0 and DemoConfig(copy_warmup=5).budget()["copy_warmup"] == 5
 
 
 def test_configs_of_other_stages_are_checked_by_name():
