@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from distill.traces import read_traces
-from eval.demo import DEFAULT_ENVS, STAGES, DemoConfig, _config, demo
+from eval.demo import DEFAULT_ENVS, STAGES, DemoConfig, _config, _train, demo
 from eval.metrics import cpu_count
 
 
@@ -36,6 +36,19 @@ def test_configs_of_other_stages_are_checked_by_name():
     assert _config(Cfg, {"a": 1}, {"b": 2, "c": 3, "d": None}) == Cfg(1, 2)
     with pytest.raises(TypeError, match="expected field.*z.*found a, b"):
         _config(Cfg, {"z": 1}, {})
+
+
+def test_the_train_stage_passes_the_seed_and_the_warmup_to_agentkd_train(tmp_path, monkeypatch):
+    import distill.train
+
+    seen = []
+    monkeypatch.setattr(distill.train, "train", lambda cfg: seen.append(cfg) or tmp_path / "best")
+    cfg = DemoConfig(out=tmp_path, seed=3, copy_warmup=5)
+    assert _train(cfg, cfg.budget()) == str(tmp_path / "best")
+    assert (seen[0].seed, seen[0].copy_warmup, seen[0].steps) == (3, 5, 2000)
+    cfg = DemoConfig(out=tmp_path)
+    _train(cfg, cfg.budget())
+    assert (seen[1].seed, seen[1].copy_warmup) == (0, 0)
 
 
 def test_a_typo_in_the_env_list_fails_before_any_work(tmp_path):
