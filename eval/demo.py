@@ -20,8 +20,10 @@ import dataclasses
 import json
 import logging
 import multiprocessing
+import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,8 +194,19 @@ def _compare(cfg: DemoConfig, b: dict[str, Any], student: str, ggufs: dict[str, 
     return str(result.paths.json)
 
 
-def _stage_entry(fn: Callable[..., Any], args: tuple[Any, ...], conn: Any) -> None:
+def _exit_with(parent_pid: int, poll_s: float = 1.0) -> None:
+    """End this stage's process once the demo that started it is gone. A demo ended by
+    SIGTERM (which it does not catch) or SIGKILL has no chance to stop its stage, which
+    would go on alone (training for minutes) and write into the run directory beside a
+    resumed demo."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)
+
+
+def _stage_entry(fn: Callable[..., Any], args: tuple[Any, ...], conn: Any, parent_pid: int) -> None:
     """Run one stage in this (spawned) process and send back (ok, result, peak RSS)."""
+    threading.Thread(target=_exit_with, args=(parent_pid,), name="exit-with-demo", daemon=True).start()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result, ok = fn(*args), True
@@ -208,7 +221,7 @@ def _run_stage(name: str, fn: Callable[..., Any], *args: Any) -> tuple[Any, floa
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
-    proc = ctx.Process(target=_stage_entry, args=(fn, args, child), name=f"demo-{name}")
+    proc = ctx.Process(target=_stage_entry, args=(fn, args, child, os.getpid()), name=f"demo-{name}")
     proc.start()
     child.close()
     try:

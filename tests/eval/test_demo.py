@@ -1,7 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +55,57 @@ def test_the_train_stage_passes_the_seed_and_the_warmup_to_agentkd_train(tmp_pat
     cfg = DemoConfig(out=tmp_path)
     _train(cfg, cfg.budget())
     assert (seen[1].seed, seen[1].copy_warmup) == (0, 0)
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def _stage_processes(demo_pid: int) -> list[int]:
+    """The demo's spawned stage processes (not multiprocessing's resource tracker)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and (_proc_stat(int(d.name)) or ("", 0))[1] == demo_pid:
+            try:
+                if b"spawn_main" in (d / "cmdline").read_bytes():
+                    found.append(int(d.name))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return found
+
+
+def _within(seconds: float, check) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes through /proc")
+def test_a_stage_process_ends_when_the_demo_is_killed():
+    # SIGKILL leaves the demo no chance to stop its stage; the stage must notice on its own
+    script = "import time\nfrom eval.demo import _run_stage\n_run_stage('wait', time.sleep, 300)"
+    demo_proc = subprocess.Popen([sys.executable, "-c", script])
+    stage: list[int] = []
+    try:
+        assert _within(120, lambda: stage.extend(_stage_processes(demo_proc.pid)) or stage)
+        os.kill(demo_proc.pid, signal.SIGKILL)
+        demo_proc.wait()
+        assert _within(30, lambda: (_proc_stat(stage[0]) or ("Z",))[0] in "ZX"), "the stage outlived the demo"
+    finally:
+        demo_proc.kill()
+        for pid in stage:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_a_typo_in_the_env_list_fails_before_any_work(tmp_path):
