@@ -169,10 +169,8 @@ def by_type(objs: list[tuple[str, int, int]]) -> dict[str, list[tuple[str, int, 
 
 def front_thing(env: Any) -> str | None:
     """What is on the cell right in front of the agent (an object's name, ``"wall"``), or
-    None when it is empty or out of view."""
-    cells = visible_cells(env)
-    at = np.asarray(env.agent_pos) + env.dir_vec
-    obj = cells.get((int(at[0]), int(at[1])))
+    None when it is empty. That cell is always in view, so it is read off the grid."""
+    obj = env.grid.get(*env.front_pos)
     if obj is None or obj.type in ("empty", "floor"):
         return None
     return "wall" if obj.type == "wall" else object_name(obj)
