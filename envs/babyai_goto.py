@@ -122,17 +122,18 @@ class GoToExpert:
         if not isinstance(instr, GoToInstr):
             raise TypeError(f"{env.env_id}: GoToExpert needs a 'go to' mission, got {level.mission!r}")
         desc = instr.desc
-        seen = [o for o in visible_objects(level) if object_type(o[0]) == desc.type]
-        remembered = [o for o in remembered_objects(level, env.memory) if object_type(o[0]) == desc.type]
+        view = visible_cells(level)  # one view for the whole decision (gen_obs_grid is the cost)
+        seen = [o for o in visible_objects(level, view) if object_type(o[0]) == desc.type]
+        remembered = [o for o in remembered_objects(level, env.memory, view) if object_type(o[0]) == desc.type]
         known = [*seen, *remembered]
         index = next((i for i, o in enumerate(known) if _fits(o[0], desc)), None)
         if index is not None:
             return self._go_to(f"{level.mission}: {read_out(seen, remembered, desc.type, index)}",
-                               *known[index][1:])
+                               *known[index][1:], view)
         where = f"{level.mission}: {read_out(seen, remembered, desc.type, None)}"
         if env.applied[-_SCAN_TURNS:] != ["turn left"] * _SCAN_TURNS:
             return ExpertStep("turn left", f"{where}: not seen: turn left.")
-        action = self._explore()
+        action = self._explore(view)
         return ExpertStep(action, f"{where}: not seen, explore: {action}.")
 
     # ----------------------------------------------------------------- planning
@@ -140,11 +141,10 @@ class GoToExpert:
         level = self.env.level
         return int(level.agent_pos[0]), int(level.agent_pos[1]), int(level.agent_dir)
 
-    def _free(self) -> Callable[[int, int], bool]:
-        """A cell is free unless a wall, a closed door, or an object in view or remembered
-        is there (a cell never seen is taken to be free)."""
+    def _free(self, in_view: dict[Any, Any]) -> Callable[[int, int], bool]:
+        """A cell is free unless a wall, a closed door, or an object in view (``in_view``:
+        ``visible_cells``) or remembered is there (a cell never seen is taken to be free)."""
         level, memory = self.env.level, self.env.memory
-        in_view = visible_cells(level)
 
         def free(x: int, y: int) -> bool:
             if not (0 <= x < level.grid.width and 0 <= y < level.grid.height):
@@ -156,12 +156,12 @@ class GoToExpert:
             return known is None or (cell is not None and cell.can_overlap())
         return free
 
-    def _go_to(self, where: str, ahead: int, right: int) -> ExpertStep:
+    def _go_to(self, where: str, ahead: int, right: int, view: dict[Any, Any]) -> ExpertStep:
         level = self.env.level
         fwd, rvec = level.dir_vec, level.right_vec
         target = (int(level.agent_pos[0] + ahead * fwd[0] + right * rvec[0]),
                   int(level.agent_pos[1] + ahead * fwd[1] + right * rvec[1]))
-        free = self._free()
+        free = self._free(view)
         start = self._state()
 
         def facing(s: State) -> bool:
@@ -179,9 +179,9 @@ class GoToExpert:
             return ExpertStep(action, f"{where}: {action}.")
         return ExpertStep(action, f"{where}; go around: {action}.")
 
-    def _explore(self) -> str:
+    def _explore(self, view: dict[Any, Any]) -> str:
         """The first action toward the nearest state facing a cell never seen."""
-        free, seen = self._free(), self.env.seen
+        free, seen = self._free(view), self.env.seen
         level = self.env.level
 
         def faces_unseen(s: State) -> bool:

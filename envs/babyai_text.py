@@ -92,10 +92,12 @@ def _nearest_first(objs: list[tuple[str, int, int]]) -> list[tuple[str, int, int
     return sorted(objs, key=lambda o: (abs(o[1]) + abs(o[2]), o[0], -o[1], o[2]))
 
 
-def visible_objects(env: Any) -> list[tuple[str, int, int]]:
-    """Objects in the agent's view as (name, ahead, right), nearest first, then by name."""
+def visible_objects(env: Any, cells: dict[Pos, WorldObj | None] | None = None) -> list[tuple[str, int, int]]:
+    """Objects in the agent's view as (name, ahead, right), nearest first, then by name.
+    ``cells``: the view if the caller has it already (``visible_cells(env)``)."""
+    cells = visible_cells(env) if cells is None else cells
     return _nearest_first([(object_name(obj), *relative_offset(env, pos))
-                           for pos, obj in visible_cells(env).items()
+                           for pos, obj in cells.items()
                            if obj is not None and obj.type not in _SCENERY])
 
 
@@ -109,17 +111,19 @@ def remember(memory: dict[Pos, str], env: Any) -> None:
             memory.pop(pos, None)
 
 
-def remembered_objects(env: Any, memory: dict[Pos, str]) -> list[tuple[str, int, int]]:
-    """Objects of ``memory`` that are out of view now, as (name, ahead, right), nearest first."""
-    in_view = visible_cells(env)
+def remembered_objects(env: Any, memory: dict[Pos, str],
+                       cells: dict[Pos, WorldObj | None] | None = None) -> list[tuple[str, int, int]]:
+    """Objects of ``memory`` that are out of view now, as (name, ahead, right), nearest first.
+    ``cells``: the view if the caller has it already."""
+    in_view = visible_cells(env) if cells is None else cells
     return _nearest_first([(name, *relative_offset(env, pos)) for pos, name in memory.items()
                            if pos not in in_view and tuple(env.agent_pos) != pos])
 
 
-def wall_distances(env: Any) -> list[tuple[str, int]]:
+def wall_distances(env: Any, cells: dict[Pos, WorldObj | None] | None = None) -> list[tuple[str, int]]:
     """(direction, cells) of the nearest wall straight ahead, left and right, where it is in
-    view; 1 is the cell next to the agent."""
-    cells = visible_cells(env)
+    view; 1 is the cell next to the agent. ``cells``: the view if the caller has it already."""
+    cells = visible_cells(env) if cells is None else cells
     pos, fwd, right = np.asarray(env.agent_pos), env.dir_vec, env.right_vec
     out = []
     for word, step in (("ahead", fwd), ("left", -right), ("right", right)):
@@ -198,12 +202,13 @@ def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
-    seen = by_type(visible_objects(env))
+    view = visible_cells(env)  # one view for every line below (gen_obs_grid is the cost)
+    seen = by_type(visible_objects(env, view))
     lines += [f"You see {PLURAL[k]}: {listing(objs)}." for k, objs in seen.items()] or ["You see no objects."]
-    past = by_type(remembered_objects(env, memory) if memory else [])
+    past = by_type(remembered_objects(env, memory, view) if memory else [])
     lines += [f"You remember {PLURAL[k]}: {listing(objs)}." for k, objs in past.items()]
     lines.append(f"In front: {front_thing(env) or 'nothing'}.")
-    walls = wall_distances(env)
+    walls = wall_distances(env, view)
     if walls:
         lines.append("Walls: " + ", ".join(f"{k} {word}" for word, k in walls) + ".")
     # The mission last: a rationale that starts by repeating it copies from a fixed distance.
