@@ -245,8 +245,9 @@ class BabyAITextEnv(TextEnv):
 
     def _look(self) -> None:
         """Add what is in view now to the episode's memory."""
-        remember(self.memory, self.level)
-        self.seen.update(visible_cells(self.level))
+        view = visible_cells(self.level)
+        remember(self.memory, self.level, view)
+        self.seen.update(view)
 
     def _apply(self, action: str) -> tuple[float, bool, str]:
         _, reward, terminated, _, _ = self.level.step(ACTION_IDS[action])

@@ -101,10 +101,11 @@ def visible_objects(env: Any, cells: dict[Pos, WorldObj | None] | None = None) -
                            if obj is not None and obj.type not in _SCENERY])
 
 
-def remember(memory: dict[Pos, str], env: Any) -> None:
+def remember(memory: dict[Pos, str], env: Any, cells: dict[Pos, WorldObj | None] | None = None) -> None:
     """Update ``memory`` (world cell -> object name, what the agent saw there last) with the
-    current view: objects seen now are written, cells seen empty now are forgotten."""
-    for pos, obj in visible_cells(env).items():
+    current view: objects seen now are written, cells seen empty now are forgotten.
+    ``cells``: the view if the caller has it already."""
+    for pos, obj in (visible_cells(env) if cells is None else cells).items():
         if obj is not None and obj.type not in _SCENERY:
             memory[pos] = object_name(obj)
         else:
