@@ -30,6 +30,7 @@ from agent.prompt import (
     render_messages,
 )
 from agent.types import Episode, TopK, Turn
+from distill.rename import Renamer, episode_rng, fresh_names
 from distill.traces import iter_traces
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def episode_examples(
     action_only: bool = False,
     skip_invalid: bool = True,
     env: Any | None = None,
+    rename_seed: int | None = None,
 ) -> list[Example]:
     """The training examples of one episode.
 
@@ -89,10 +91,17 @@ def episode_examples(
         skip_invalid: leave out steps whose action the env refused (the teacher's mistakes
             still appear in the history of later steps, as the teacher saw them).
         env: an env of ``episode.env_id`` to take the instructions from (built if None).
+        rename_seed: give the names the episode's world made up (``env.invented_names()``)
+            fresh made-up ones, the same in every step (``distill.rename``), drawn from this
+            seed and the episode. Steps with stored top-k log-probabilities keep their names
+            (the teacher's tokens were of the old ones). None: no renaming.
     """
     if env is None:
         env = envs.make(episode.env_id, **episode.env_options)
     env.reset(seed=episode.seed)
+    rename = None
+    if rename_seed is not None and (names := env.invented_names()):
+        rename = Renamer(fresh_names(names, episode_rng(rename_seed, episode.env_id, episode.seed)))
     examples: list[Example] = []
     history: list[Turn] = []
     for t, step in enumerate(episode.steps):
@@ -101,10 +110,13 @@ def episode_examples(
             ctx = make_context(env, step.observation, info, history, variant)
             prompt = chat_text(render_messages(ctx, variant))
             completion = render_completion("" if action_only else step.rationale, step.action)
+            action = step.action
+            if rename is not None and not step.top_logprobs:
+                prompt, completion, action = rename(prompt), rename(completion), rename(action)
             examples.append(Example(
                 prompt=prompt,
                 completion=completion + END_TOKEN,
-                action=step.action,
+                action=action,
                 action_start=completion.rindex("\nAction: ") + 1,
                 env_id=episode.env_id,
                 seed=episode.seed,

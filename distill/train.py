@@ -78,7 +78,9 @@ def train(cfg: TrainConfig) -> Path:
     variant = cfg.prompt_variant or (
         "compact" if preset else read_meta(cfg.student).get("prompt_variant", "full"))
     ex_kw = {"action_only": cfg.action_only}
-    train_ex = data.build_examples(train_eps, variant, **ex_kw)
+    # Renamed names in training only: validation reads the names the env writes.
+    train_ex = data.build_examples(train_eps, variant, **ex_kw,
+                                   rename_seed=cfg.seed if cfg.rename_entities else None)
     val_ex = data.build_examples(val_eps, variant, **ex_kw)
     if not train_ex:
         raise data.DataError(f"{cfg.traces}: no valid teacher steps to train on")

@@ -74,6 +74,9 @@ class TrainConfig:
     (benchmarks/train_throughput.py)."""
     only_success: bool = False
     """Keep only episodes the teacher solved."""
+    rename_entities: bool = False
+    """Give the made-up names of each training episode (tool-use worlds) fresh made-up ones,
+    so the student copies names instead of memorising them (distill/rename.py)."""
     action_only: bool = False
     """Drop the rationales: the target is 'Thought: ' + the action."""
     rationale_weight: float = 1.0

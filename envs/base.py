@@ -140,6 +140,13 @@ class TextEnv(gym.Env[str, str]):
         """A policy that solves this env, bound to this instance."""
         raise NotImplementedError
 
+    def invented_names(self) -> list[str]:
+        """The proper names this episode made up (people, places, products), as they appear
+        in observations and actions. A trainer may rename them consistently (``agentkd train
+        --rename-entities``) so that a student learns to copy names rather than memorise
+        them. Envs without made-up names return none (the default)."""
+        return []
+
     # ------------------------------------------------------------- parsing
     def parse_action(self, text: str) -> str | None:
         """Map raw action text to a canonical legal action, or None if it is not one."""

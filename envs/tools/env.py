@@ -203,6 +203,9 @@ class ToolTaskEnv(TextEnv):
     def expert(self) -> ToolExpert:
         return ToolExpert(self)
 
+    def invented_names(self) -> list[str]:
+        return sorted(self.world.names())
+
 
 def _one_line(text: str, limit: int = 400) -> str:
     s = " ".join(text.split()).encode("ascii", "backslashreplace").decode("ascii")

@@ -1,0 +1,77 @@
+"""Entity renaming: train on made-up names the student has never seen, every episode anew.
+
+    agentkd train --traces t.jsonl --student micro --rename-entities --out runs/micro
+
+A tool-use world invents its names (``Bala Tirsen``, ``Vell``), and the test worlds invent
+theirs from letters no train world uses (``envs.tools.world``), so an answer that names the
+right person must copy the name from the question. A student that saw the same few hundred
+train names thousands of times learns them as words and writes one it knows instead
+(BENCHMARKS.md, Training quality). Renaming gives each training episode fresh names,
+consistently across its steps (question, tool results, rationale and action alike), so no
+name recurs and only a copy predicts it.
+
+The new names are built like words (consonant and vowel groups drawn from the whole
+alphabet), keep the old name's shape (number of words, capitals) and are drawn from a
+generator seeded by the run's seed and the episode, so a resumed run rebuilds the same
+examples. They never consult an env's test split: a test name can come up only by chance.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable
+
+_CONSONANTS = "bcdfghjklmnprstvwxz"
+_VOWELS = "aeiouy"
+_CLUSTERS = ("th", "sh", "ch", "st", "nd", "rr", "ll", "br", "kr", "tr", "gl", "ss")
+
+
+def fresh_word(rng: random.Random, like: str) -> str:
+    """A made-up word about as long as ``like`` (3-10 letters), capitalised when it is."""
+    target = max(3, min(10, len(like) + rng.randint(-2, 2)))
+    out, vowel = "", rng.random() < 0.3
+    while len(out) < target:
+        if vowel:
+            out += rng.choice(_VOWELS)
+        else:
+            out += rng.choice(_CLUSTERS) if rng.random() < 0.15 else rng.choice(_CONSONANTS)
+        vowel = not vowel
+    out = out[:target]
+    return out.capitalize() if like[:1].isupper() else out
+
+
+def fresh_names(names: Iterable[str], rng: random.Random) -> dict[str, str]:
+    """Map each name to a new one of the same words' shape; distinct names stay distinct,
+    and no new name equals an old one (case-insensitive)."""
+    old = sorted(set(names))
+    taken = {n.lower() for n in old}
+    out: dict[str, str] = {}
+    for name in old:
+        while True:
+            new = " ".join(fresh_word(rng, w) for w in name.split(" "))
+            if new.lower() not in taken:
+                break
+        taken.add(new.lower())
+        out[name] = new
+    return out
+
+
+class Renamer:
+    """Replace whole-word occurrences of the mapped names, longest first, in one pass (so a
+    replacement is never replaced again)."""
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.mapping = {k: v for k, v in mapping.items() if k}
+        keys = sorted(self.mapping, key=len, reverse=True)
+        self._re = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, keys)) + r")(?!\w)") if keys else None
+
+    def __call__(self, text: str) -> str:
+        if self._re is None:
+            return text
+        return self._re.sub(lambda m: self.mapping[m.group(1)], text)
+
+
+def episode_rng(seed: int, env_id: str, episode_seed: int) -> random.Random:
+    """The names' generator of one episode: the same for the same run seed and episode."""
+    return random.Random(f"rename:{seed}:{env_id}:{episode_seed}")

@@ -1,0 +1,114 @@
+"""Entity renaming (``agentkd train --rename-entities``): fresh names, consistent per episode."""
+
+from __future__ import annotations
+
+import random
+
+import envs
+from agent.episode import run_episode
+from agent.policies import load_policy
+from distill.data import build_examples, episode_examples
+from distill.rename import Renamer, episode_rng, fresh_names, fresh_word
+
+
+def _episode(env_id: str = "tools-chain", seed: int = 0):
+    return run_episode(envs.make(env_id), load_policy("expert"), seed)
+
+
+def test_fresh_word_keeps_case_and_length_bounds():
+    rng = random.Random(0)
+    for like in ("Vell", "Bala", "x", "Tirsenwickdorard", "mug"):
+        for _ in range(50):
+            w = fresh_word(rng, like)
+            assert w.isalpha() and 3 <= len(w) <= 10
+            assert w[0].isupper() == like[0].isupper()
+
+
+def test_fresh_names_distinct_new_and_same_shape():
+    names = ["Bala Tirsen", "Vell", "Dalo Corp", "Vellholm", "red mug"]
+    m = fresh_names(names, random.Random(1))
+    assert set(m) == set(names)
+    assert len(set(v.lower() for v in m.values())) == len(names)
+    assert not {v.lower() for v in m.values()} & {n.lower() for n in names}
+    for old, new in m.items():
+        assert len(new.split(" ")) == len(old.split(" "))
+    assert fresh_names(names, random.Random(1)) == m  # seeded
+
+
+def test_renamer_whole_words_longest_first_one_pass():
+    r = Renamer({"Vell": "Quo", "Vellholm": "Ax", "Quo": "Zed", "Bala Tirsen": "Mi Ka"})
+    text = 'Vellholm and Vell, "Bala Tirsen" (Vell\'s); Vellx Quo'
+    # Vellx is another word; the original Quo becomes Zed, and a replacement is never replaced again.
+    assert r(text) == 'Ax and Quo, "Mi Ka" (Quo\'s); Vellx Zed'
+    assert Renamer({})("Vell") == "Vell"
+
+
+def test_episode_renamed_consistently_and_actions_still_valid():
+    ep = _episode("tools-chain", 0)
+    env = envs.make("tools-chain")
+    env.reset(seed=ep.seed)
+    old = env.invented_names()
+    plain = episode_examples(ep, "compact", env=env)
+    renamed = episode_examples(ep, "compact", env=env, rename_seed=0)
+    assert len(plain) == len(renamed) >= 2
+    assert [e.prompt for e in plain] != [e.prompt for e in renamed]
+    mapping = fresh_names(old, episode_rng(0, ep.env_id, ep.seed))
+    for p, r in zip(plain, renamed):
+        for name in old:  # no made-up name of the world survives anywhere
+            assert name not in r.prompt + r.completion
+        assert Renamer(mapping)(p.prompt) == r.prompt
+        assert Renamer(mapping)(p.completion) == r.completion
+        assert r.completion.endswith(r.action + "<|end|>")
+        assert r.completion[r.action_start:].startswith("Action: ")
+    # Deterministic for a run seed, different for another.
+    again = episode_examples(ep, "compact", env=env, rename_seed=0)
+    assert [e.prompt for e in again] == [e.prompt for e in renamed]
+    other = episode_examples(ep, "compact", env=env, rename_seed=1)
+    assert [e.prompt for e in other] != [e.prompt for e in renamed]
+
+
+def test_renamed_actions_act_in_a_world_with_the_new_names():
+    """The renamed action calls the entity the renamed prompt asked about: replaying the
+    episode in its own world with the mapping undone gives the teacher's actions."""
+    ep = _episode("tools-chain", 2)
+    env = envs.make("tools-chain")
+    env.reset(seed=ep.seed)
+    mapping = fresh_names(env.invented_names(), episode_rng(5, ep.env_id, ep.seed))
+    back = Renamer({v: k for k, v in mapping.items()})
+    renamed = episode_examples(ep, "compact", env=env, rename_seed=5)
+    assert [back(e.action) for e in renamed] == [s.action for s in ep.steps if s.valid]
+
+
+def test_envs_without_names_and_topk_steps_are_left_alone():
+    ep = _episode("frozenlake-4x4", 0)
+    assert envs.make("frozenlake-4x4").invented_names() == []
+    a = build_examples([ep], "compact")
+    b = build_examples([ep], "compact", rename_seed=0)
+    assert [(e.prompt, e.completion) for e in a] == [(e.prompt, e.completion) for e in b]
+    tools = _episode("tools-chain", 4)
+    tools.steps[0].top_logprobs = [{"T": -0.1}]
+    kept = episode_examples(tools, "compact", rename_seed=0)
+    plain = episode_examples(tools, "compact")
+    assert kept[0].prompt == plain[0].prompt and kept[1].prompt != plain[1].prompt
+
+
+def test_train_cli_renames_training_names_only(tmp_path):
+    """Through ``agentkd train --rename-entities``: the run records the option, and the
+    tokenizer, fitted to the training texts, is fitted to the renamed ones."""
+    import json
+
+    from agent.cli import main
+    from distill.traces import TraceWriter
+
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path) as w:
+        for s in (0, 2, 4, 6):
+            w.write(_episode("tools-chain", s))
+    vocabs = []
+    for flag in ([], ["--rename-entities"]):
+        out = tmp_path / f"run{len(flag)}"
+        assert main(["train", "--traces", str(path), "--student", "nano", "--out", str(out), "--steps", "1",
+                     "--batch-size", "4", "--vocab-size", "400", "--val-frac", "0", "--no-progress", *flag]) == 0
+        assert json.loads((out / "train_config.json").read_text())["rename_entities"] is bool(flag)
+        vocabs.append(set(json.loads((out / "last" / "tokenizer.json").read_text())["model"]["vocab"]))
+    assert vocabs[0] != vocabs[1]
