@@ -66,6 +66,9 @@ class DemoConfig:
     """Cap on steps per evaluated episode (default: 50, quick: 24)."""
     copy_warmup: int | None = None
     """Copy warm-up steps before training (``agentkd train --copy-warmup``; default: 0)."""
+    rename_entities: bool = False
+    """Give each training episode's made-up names (tools-chain) fresh ones
+    (``agentkd train --rename-entities``); pays off with a copy warm-up (BENCHMARKS.md)."""
     seed: int = 0
     """Training seed (``agentkd train --seed``). The demo is deterministic for a seed; another
     seed shows how much of a figure is one student's luck."""
@@ -164,7 +167,8 @@ def _train(cfg: DemoConfig, b: dict[str, Any]) -> str:
                           "out": str(cfg.out / "student"), "steps": b["steps"]},
                          {"batch_size": b["batch_size"], "lr": b["lr"], "eval_every": b["eval_every"],
                           "val_greedy_max": b["val_greedy_max"], "mixed_precision": b["mixed_precision"],
-                          "copy_warmup": b["copy_warmup"], "seed": cfg.seed, "progress": cfg.progress}))
+                          "copy_warmup": b["copy_warmup"], "rename_entities": cfg.rename_entities,
+                          "seed": cfg.seed, "progress": cfg.progress}))
     return str(best)
 
 

@@ -44,17 +44,17 @@ def test_configs_of_other_stages_are_checked_by_name():
         _config(Cfg, {"z": 1}, {})
 
 
-def test_the_train_stage_passes_the_seed_and_the_warmup_to_agentkd_train(tmp_path, monkeypatch):
+def test_the_train_stage_passes_the_seed_warmup_and_renaming_to_agentkd_train(tmp_path, monkeypatch):
     import distill.train
 
     seen = []
     monkeypatch.setattr(distill.train, "train", lambda cfg: seen.append(cfg) or tmp_path / "best")
-    cfg = DemoConfig(out=tmp_path, seed=3, copy_warmup=5)
+    cfg = DemoConfig(out=tmp_path, seed=3, copy_warmup=5, rename_entities=True)
     assert _train(cfg, cfg.budget()) == str(tmp_path / "best")
-    assert (seen[0].seed, seen[0].copy_warmup, seen[0].steps) == (3, 5, 2000)
+    assert (seen[0].seed, seen[0].copy_warmup, seen[0].steps, seen[0].rename_entities) == (3, 5, 2000, True)
     cfg = DemoConfig(out=tmp_path)
     _train(cfg, cfg.budget())
-    assert (seen[1].seed, seen[1].copy_warmup) == (0, 0)
+    assert (seen[1].seed, seen[1].copy_warmup, seen[1].rename_entities) == (0, 0, False)
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
