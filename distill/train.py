@@ -32,7 +32,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+import envs
 from agent.prompt import CHAT_TEMPLATE, END_TOKEN, EOS_TOKEN, PROMPT_FORMAT, SPECIAL_TOKENS, parse_completion
+from agent.types import Episode
 from distill import data, losses
 from distill.copy_warmup import copy_warmup
 from distill.lora import adapter_state, apply_lora, load_adapter_state, merged_copy
@@ -78,6 +80,8 @@ def train(cfg: TrainConfig) -> Path:
     variant = cfg.prompt_variant or (
         "compact" if preset else read_meta(cfg.student).get("prompt_variant", "full"))
     ex_kw = {"action_only": cfg.action_only}
+    if cfg.rename_entities:
+        _warn_nothing_to_rename(train_eps)
     # Renamed names in training only: validation reads the names the env writes.
     train_ex = data.build_examples(train_eps, variant, **ex_kw,
                                    rename_seed=cfg.seed if cfg.rename_entities else None)
@@ -292,6 +296,23 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"--alpha: expected a number in [0, 1], got {cfg.alpha}")
     if cfg.mixed_precision not in ("no", "bf16"):
         raise ValueError(f"--mixed-precision: expected 'no' or 'bf16', got {cfg.mixed_precision!r}")
+
+
+def _warn_nothing_to_rename(episodes: list[Episode]) -> None:
+    """--rename-entities on envs that make up no names (a probe of one episode per env id)
+    changes nothing: say so rather than let the flag look as if it did something."""
+    first: dict[str, Episode] = {}
+    for ep in episodes:
+        first.setdefault(ep.env_id, ep)
+    bare = []
+    for env_id, ep in first.items():
+        env = envs.make(env_id, **ep.env_options)
+        env.reset(seed=ep.seed)
+        if not env.invented_names():
+            bare.append(env_id)
+    if bare:
+        log.warning("--rename-entities: %s make up no names; their episodes train unchanged",
+                    ", ".join(sorted(bare)))
 
 
 def _student(cfg: TrainConfig, preset: str | None, examples: list[data.Example], resuming: bool,

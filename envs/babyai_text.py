@@ -92,20 +92,18 @@ def _nearest_first(objs: list[tuple[str, int, int]]) -> list[tuple[str, int, int
     return sorted(objs, key=lambda o: (abs(o[1]) + abs(o[2]), o[0], -o[1], o[2]))
 
 
-def visible_objects(env: Any, cells: dict[Pos, WorldObj | None] | None = None) -> list[tuple[str, int, int]]:
-    """Objects in the agent's view as (name, ahead, right), nearest first, then by name.
-    ``cells``: the view if the caller has it already (``visible_cells(env)``)."""
-    cells = visible_cells(env) if cells is None else cells
+def visible_objects(env: Any, cells: dict[Pos, WorldObj | None]) -> list[tuple[str, int, int]]:
+    """Objects in the agent's view (``cells``: ``visible_cells(env)``, built once by the
+    caller) as (name, ahead, right), nearest first, then by name."""
     return _nearest_first([(object_name(obj), *relative_offset(env, pos))
                            for pos, obj in cells.items()
                            if obj is not None and obj.type not in _SCENERY])
 
 
-def remember(memory: dict[Pos, str], env: Any, cells: dict[Pos, WorldObj | None] | None = None) -> None:
+def remember(memory: dict[Pos, str], env: Any, cells: dict[Pos, WorldObj | None]) -> None:
     """Update ``memory`` (world cell -> object name, what the agent saw there last) with the
-    current view: objects seen now are written, cells seen empty now are forgotten.
-    ``cells``: the view if the caller has it already."""
-    for pos, obj in (visible_cells(env) if cells is None else cells).items():
+    current view ``cells``: objects seen now are written, cells seen empty now are forgotten."""
+    for pos, obj in cells.items():
         if obj is not None and obj.type not in _SCENERY:
             memory[pos] = object_name(obj)
         else:
@@ -113,18 +111,15 @@ def remember(memory: dict[Pos, str], env: Any, cells: dict[Pos, WorldObj | None]
 
 
 def remembered_objects(env: Any, memory: dict[Pos, str],
-                       cells: dict[Pos, WorldObj | None] | None = None) -> list[tuple[str, int, int]]:
-    """Objects of ``memory`` that are out of view now, as (name, ahead, right), nearest first.
-    ``cells``: the view if the caller has it already."""
-    in_view = visible_cells(env) if cells is None else cells
+                       cells: dict[Pos, WorldObj | None]) -> list[tuple[str, int, int]]:
+    """Objects of ``memory`` out of the view ``cells`` now, as (name, ahead, right), nearest first."""
     return _nearest_first([(name, *relative_offset(env, pos)) for pos, name in memory.items()
-                           if pos not in in_view and tuple(env.agent_pos) != pos])
+                           if pos not in cells and tuple(env.agent_pos) != pos])
 
 
-def wall_distances(env: Any, cells: dict[Pos, WorldObj | None] | None = None) -> list[tuple[str, int]]:
+def wall_distances(env: Any, cells: dict[Pos, WorldObj | None]) -> list[tuple[str, int]]:
     """(direction, cells) of the nearest wall straight ahead, left and right, where it is in
-    view; 1 is the cell next to the agent. ``cells``: the view if the caller has it already."""
-    cells = visible_cells(env) if cells is None else cells
+    the view ``cells``; 1 is the cell next to the agent."""
     pos, fwd, right = np.asarray(env.agent_pos), env.dir_vec, env.right_vec
     out = []
     for word, step in (("ahead", fwd), ("left", -right), ("right", right)):

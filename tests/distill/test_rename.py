@@ -92,7 +92,7 @@ def test_envs_without_names_and_topk_steps_are_left_alone():
     assert kept[0].prompt == plain[0].prompt and kept[1].prompt != plain[1].prompt
 
 
-def test_train_cli_renames_training_names_only(tmp_path):
+def test_train_cli_records_the_option_and_fits_the_tokenizer_to_renamed_texts(tmp_path):
     """Through ``agentkd train --rename-entities``: the run records the option, and the
     tokenizer, fitted to the training texts, is fitted to the renamed ones."""
     import json
@@ -112,3 +112,16 @@ def test_train_cli_renames_training_names_only(tmp_path):
         assert json.loads((out / "train_config.json").read_text())["rename_entities"] is bool(flag)
         vocabs.append(set(json.loads((out / "last" / "tokenizer.json").read_text())["model"]["vocab"]))
     assert vocabs[0] != vocabs[1]
+
+
+def test_rename_on_envs_without_names_says_it_changes_nothing(tmp_path, caplog):
+    from distill.train import _warn_nothing_to_rename
+
+    eps = [_episode("frozenlake-4x4", 0), _episode("tools-chain", 0), _episode("taxi", 2)]
+    with caplog.at_level("WARNING", logger="distill.train"):
+        _warn_nothing_to_rename(eps)
+    assert "--rename-entities: frozenlake-4x4, taxi make up no names" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="distill.train"):
+        _warn_nothing_to_rename(eps[1:2])
+    assert caplog.text == ""
