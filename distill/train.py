@@ -75,6 +75,9 @@ def train(cfg: TrainConfig) -> Path:
         from distill.prune import resolve_prune_spec
 
         cfg = replace(cfg, student=str(resolve_prune_spec(cfg.student, cfg)))
+    hashes = {p: file_sha256(p) for p in paths}
+    if resuming:
+        _check_resume(cfg, out, hashes)
     preset = cfg.student if cfg.student in PRESETS else None
     # A checkpoint keeps the variant it was trained on (agentkd.json); a foreign one gets full.
     variant = cfg.prompt_variant or (
@@ -129,7 +132,7 @@ def train(cfg: TrainConfig) -> Path:
         write_json_atomic(out / "train_config.json", asdict(cfg))
     meta = {**base_meta, "prompt_format": PROMPT_FORMAT, "prompt_variant": variant,
             "preset": preset or base_meta.get("preset"),
-            "trace_hashes": {p: file_sha256(p) for p in paths}, "train_config": asdict(cfg)}
+            "trace_hashes": hashes, "train_config": asdict(cfg)}
 
     # ---- training loop
     progress = _Progress(total, step, enabled=cfg.progress and acc.is_main_process)
@@ -296,6 +299,33 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"--alpha: expected a number in [0, 1], got {cfg.alpha}")
     if cfg.mixed_precision not in ("no", "bf16"):
         raise ValueError(f"--mixed-precision: expected 'no' or 'bf16', got {cfg.mixed_precision!r}")
+
+
+#: Options a resumed run may give other values than the interrupted one: none of them
+#: changes the weights the run ends with.
+RESUME_FREE = ("resume", "stop_after", "progress", "eval_every", "val_greedy_max")
+
+
+def _check_resume(cfg: TrainConfig, out: Path, hashes: dict[str, str]) -> None:
+    """A resumed run must be the interrupted run continued: the same options (but
+    ``RESUME_FREE``) and the same trace files, byte for byte. Anything else would train the
+    saved weights on other texts or another schedule without a word."""
+    saved_file = out / "train_config.json"
+    if not saved_file.is_file():
+        return
+    saved, now = json.loads(saved_file.read_text()), asdict(cfg)
+    changed = [k for k in now if k not in RESUME_FREE and k in saved and saved[k] != now[k]]
+    if changed:
+        was = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r}" for k in changed)
+        is_ = ", ".join(f"--{k.replace('_', '-')} {now[k]!r}" for k in changed)
+        raise ValueError(f"--resume: {out} was trained with {was}, this call gives {is_}; resume with "
+                         "the interrupted run's options, or train into a fresh --out")
+    before = read_meta(out / "last").get("trace_hashes", {})
+    moved = [p for p, h in hashes.items() if p in before and before[p] != h]
+    if moved:
+        raise ValueError(f"--resume: trace file(s) {', '.join(moved)} changed since the interrupted run "
+                         f"in {out} (sha256 differs); resume with the files it trained on, or train into "
+                         "a fresh --out")
 
 
 def _warn_nothing_to_rename(episodes: list[Episode]) -> None:

@@ -61,6 +61,26 @@ def test_resume_gives_the_same_weights(traces, tmp_path):
     assert any(not torch.equal(a[k], c[k]) for k in a) or read_meta(tmp_path / "b" / "best")["step"] == 6
 
 
+def test_resume_refuses_other_options_or_changed_traces(traces, tmp_path):
+    kw = dict(steps=6, batch_size=4, eval_every=100)
+    copy = tmp_path / "toy.jsonl"
+    copy.write_bytes(traces.read_bytes())
+    train(_cfg(copy, tmp_path / "b", stop_after=3, **kw))
+    with pytest.raises(ValueError, match=r"--lr 0.003, this call gives --lr 0.001.*fresh --out"):
+        train(_cfg(copy, tmp_path / "b", resume=True, **{**kw, "lr": 1e-3}))
+    with pytest.raises(ValueError, match=r"--rename-entities False.*--rename-entities True"):
+        train(_cfg(copy, tmp_path / "b", resume=True, rename_entities=True, **kw))
+    lines = copy.read_text().splitlines()
+    copy.write_text("\n".join(lines[:-1]) + "\n")  # one episode fewer
+    with pytest.raises(ValueError, match=r"toy.jsonl changed since the interrupted run"):
+        train(_cfg(copy, tmp_path / "b", resume=True, **kw))
+    assert read_meta(tmp_path / "b" / "last")["step"] == 3  # nothing was trained or overwritten
+    copy.write_text("\n".join(lines) + "\n")
+    # options that leave the weights alone may change: validation cadence, the progress bar
+    train(_cfg(copy, tmp_path / "b", resume=True, **{**kw, "eval_every": 2, "val_greedy_max": 8}))
+    assert read_meta(tmp_path / "b" / "last")["step"] == 6
+
+
 def test_bf16_mixed_precision_learns_keeps_fp32_weights_and_resumes(traces, tmp_path):
     kw = dict(steps=6, batch_size=4, eval_every=100, mixed_precision="bf16")
     train(_cfg(traces, tmp_path / "a", **kw))
