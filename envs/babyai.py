@@ -224,6 +224,7 @@ class BabyAITextEnv(TextEnv):
         self.memory: dict[tuple[int, int], str] = {}
         self.seen: set[tuple[int, int]] = set()
         self.applied: list[str] = []
+        self._view: dict[tuple[int, int], Any] = {}
 
     # ----------------------------------------------------------------- hooks
     def _reset(self, seed: int | None, options: dict[str, Any] | None) -> None:
@@ -244,10 +245,11 @@ class BabyAITextEnv(TextEnv):
             self._expert.restart()
 
     def _look(self) -> None:
-        """Add what is in view now to the episode's memory."""
-        view = visible_cells(self.level)
-        remember(self.memory, self.level, view)
-        self.seen.update(view)
+        """Add what is in view now to the episode's memory; keep the view for ``_render``,
+        which follows every reset and step with the state unchanged."""
+        self._view = visible_cells(self.level)
+        remember(self.memory, self.level, self._view)
+        self.seen.update(self._view)
 
     def _apply(self, action: str) -> tuple[float, bool, str]:
         _, reward, terminated, _, _ = self.level.step(ACTION_IDS[action])
@@ -259,7 +261,7 @@ class BabyAITextEnv(TextEnv):
         return float(reward), bool(terminated), ""
 
     def _render(self) -> str:
-        return describe(self.level, self.memory)
+        return describe(self.level, self.memory, self._view)
 
     def _success(self) -> bool:
         return self._success_flag

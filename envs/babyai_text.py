@@ -176,7 +176,8 @@ def front_thing(env: Any) -> str | None:
     return "wall" if obj.type == "wall" else object_name(obj)
 
 
-def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
+def describe(env: Any, memory: dict[Pos, str] | None = None,
+             view: dict[Pos, WorldObj | None] | None = None) -> str:
     """The observation text of a BabyAI state (about 100-450 characters).
 
     Example::
@@ -194,11 +195,13 @@ def describe(env: Any, memory: dict[Pos, str] | None = None) -> str:
     there: a student compares one word per entry, never a colour and a type at once.
     ``memory`` (see ``remember``) adds the "You remember" lines: what the agent saw earlier
     in the episode and cannot see now, where it is now relative to the agent. "In front"
-    names what blocks the cell ahead (an object, a wall) or says ``nothing``.
+    names what blocks the cell ahead (an object, a wall) or says ``nothing``. ``view``: the
+    state's ``visible_cells``, where the caller has it already (built here if None).
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
-    view = visible_cells(env)  # one view for every line below (gen_obs_grid is the cost)
+    if view is None:  # one view for every line below (gen_obs_grid is the cost)
+        view = visible_cells(env)
     seen = by_type(visible_objects(env, view))
     lines += [f"You see {PLURAL[k]}: {listing(objs)}." for k, objs in seen.items()] or ["You see no objects."]
     past = by_type(remembered_objects(env, memory, view) if memory else [])

@@ -15,7 +15,7 @@ from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc, PickupInstr
 import envs
 from envs.babyai import ACTIONS, BabyAIExpert, BabyAITextEnv
 from envs.babyai_goto import GoToExpert, read_out
-from envs.babyai_text import PLURAL
+from envs.babyai_text import PLURAL, describe
 
 BABYAI_IDS = [i for i in envs.list_envs() if i.startswith("babyai-")]
 N_EXPERT_SEEDS = 200
@@ -194,7 +194,7 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
     lv.put_obj(Ball("green"), 3, 5)  # behind the agent: out of view
     lv.carrying = Key("blue")
     _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
-    assert env._render() == (
+    assert describe(lv, env.memory) == (
         "You face north and carry a blue key.\n"
         # One line per type, nearest first: finding the red ball is finding the balls' line.
         "You see balls: blue 1 ahead, 1 right; red 2 ahead, 1 left.\n"
@@ -207,7 +207,7 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
     lv.agent_pos, lv.agent_dir, lv.carrying = np.array((1, 1)), 2, None
     # Facing west from (1,1): nothing in view; what was seen is remembered where it is now.
     # The green ball behind the agent was never seen, so it is not remembered.
-    assert env._render() == (
+    assert describe(lv, env.memory) == (
         "You face west and carry nothing.\n"
         "You see no objects.\n"
         "You remember balls: red 1 behind; blue 3 behind, 1 left.\n"
@@ -217,7 +217,13 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
         "Mission: go to the red ball."
     )
     lv.agent_dir = 0  # east: the red ball is right in front
-    assert "In front: red ball.\n" in env._render()
+    assert "In front: red ball.\n" in describe(lv, env.memory)
+    # The env's own observations are this text, built from the view its step looked at.
+    obs, _ = env.reset(seed=5)
+    for action in ("turn left", "go forward", "go forward", "turn right"):
+        assert obs == describe(env.level, env.memory)
+        obs, *_ = env.step(action)
+    assert obs == describe(env.level, env.memory)
 
 
 def _play(env: BabyAITextEnv) -> tuple[list[tuple[str, str]], dict]:
