@@ -149,23 +149,20 @@ def train(cfg: TrainConfig) -> Path:
         batch = {k: v.to(acc.device) for k, v in batch.items()}
         # bf16 autocast here rather than Accelerator(mixed_precision=...), whose state is
         # process-global: one process may train several students (demo, dagger, benchmarks).
-        # Logits only from the first position any row is scored at (the prompts before it
-        # carry weight 0): the output head and the loss skip most prompt tokens.
-        keep = _scored_span(batch["weights"])
-        fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-               "use_cache": False, "logits_to_keep": torch.arange(keep.start, keep.stop, device=acc.device)}
         with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"):
-            logits = model(**fwd).logits.float()
-        targets, w = batch["input_ids"][:, 1:][:, keep], batch["weights"][:, 1:][:, keep]
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits.float()
+        logits, targets, w = logits[:, :-1], batch["input_ids"][:, 1:], batch["weights"][:, 1:]
         ce = losses.weighted_ce(logits, targets, w)
         loss, kd = ce, None
         if teacher is not None:
             with torch.no_grad():
-                t_logits = teacher(**fwd).logits
+                t_logits = teacher(input_ids=batch["input_ids"],
+                                   attention_mask=batch["attention_mask"]).logits[:, :-1]
             kd = losses.kd_loss(logits, t_logits, w, cfg.kd, beta=cfg.beta, temperature=cfg.temperature)
         elif use_topk:
-            kd = losses.topk_kd_loss(logits, batch["topk_ids"][:, 1:][:, keep], batch["topk_logprobs"][:, 1:][:, keep],
-                                     w * batch["topk_mask"][:, 1:][:, keep], cfg.kd, beta=cfg.beta,
+            kd = losses.topk_kd_loss(logits, batch["topk_ids"][:, 1:], batch["topk_logprobs"][:, 1:],
+                                     w * batch["topk_mask"][:, 1:], cfg.kd, beta=cfg.beta,
                                      temperature=cfg.temperature)
         if kd is not None:
             loss = (1 - cfg.alpha) * ce + cfg.alpha * kd
@@ -283,14 +280,6 @@ def greedy_actions(model: Any, tokenizer: Any, examples: list[data.Encoded], bat
 
 
 # --------------------------------------------------------------------------- helpers
-def _scored_span(weights: torch.Tensor) -> slice:
-    """The positions whose logits the loss needs, as a slice of the shifted sequence (logit
-    t predicts token t + 1): from the first one any row scores to the end. ``weights``:
-    the batch's per-token weights, 0 on prompts and padding."""
-    scored = (weights[:, 1:] > 0).any(0).nonzero()
-    return slice(int(scored[0]) if len(scored) else 0, weights.shape[1] - 1)
-
-
 def _check_config(cfg: TrainConfig) -> None:
     if cfg.teacher and not cfg.teacher.startswith("hf:"):
         raise ValueError(f"--teacher: expected 'hf:PATH' (or empty for trace top-k), got {cfg.teacher!r}")
