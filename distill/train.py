@@ -11,7 +11,8 @@ DDP under ``accelerate launch``). Next-action accuracy on held-out episodes is m
 greedy decoding: the student writes its whole completion from the prompt and the parsed
 action must equal the teacher's (``val_action_acc``); the teacher-forced variant (argmax
 over the action tokens given the teacher's rationale) is logged beside it as
-``val_tf_action_acc`` and is always at least as flattering.
+``val_tf_action_acc`` and is always at least as flattering (``distill.validate``). The
+options and their checks, a resume's included, are ``distill.train_config``.
 
 Output: ``OUT/best`` (lowest validation loss by default, ``--select-by``) and ``OUT/last``
 (students with ``agentkd.json``; ``last`` also holds ``trainer_state.pt`` for ``--resume``),
@@ -33,15 +34,16 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 import envs
-from agent.prompt import CHAT_TEMPLATE, END_TOKEN, EOS_TOKEN, PROMPT_FORMAT, SPECIAL_TOKENS, parse_completion
+from agent.prompt import CHAT_TEMPLATE, END_TOKEN, EOS_TOKEN, PROMPT_FORMAT, SPECIAL_TOKENS
 from agent.types import Episode
 from distill import data, losses
 from distill.copy_warmup import copy_warmup
 from distill.lora import adapter_state, apply_lora, load_adapter_state, merged_copy
 from distill.student import PRESETS, build_student, load_student, read_meta, save_student
 from distill.tokenizer import check_round_trip, train_tokenizer
-from distill.train_config import TrainConfig
+from distill.train_config import TrainConfig, check_config, check_resume
 from distill.traces import file_sha256, write_json_atomic
+from distill.validate import evaluate_batches, selection_key
 
 log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
@@ -58,7 +60,7 @@ def train(cfg: TrainConfig) -> Path:
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = Path(cfg.out)
     last_dir, best_dir = out / "last", out / "best"
-    _check_config(cfg)
+    check_config(cfg)
     resuming = cfg.resume and (last_dir / STATE_FILE).is_file()
     if cfg.resume and not resuming:
         log.warning("--resume: no %s in %s; starting from scratch", STATE_FILE, last_dir)
@@ -77,7 +79,7 @@ def train(cfg: TrainConfig) -> Path:
         cfg = replace(cfg, student=str(resolve_prune_spec(cfg.student, cfg)))
     hashes = {p: file_sha256(p) for p in paths}
     if resuming:
-        _check_resume(cfg, out, hashes)
+        check_resume(cfg, out, hashes)
     preset = cfg.student if cfg.student in PRESETS else None
     # A checkpoint keeps the variant it was trained on (agentkd.json); a foreign one gets full.
     variant = cfg.prompt_variant or (
@@ -186,7 +188,7 @@ def train(cfg: TrainConfig) -> Path:
                                         greedy_max=cfg.val_greedy_max) if val_enc else {})
             metrics.update(step=step, train_loss=loss.item(), lr=sched.get_last_lr()[0],
                            tokens=seen_tokens, tokens_per_s=tokens_run / (t_val - t0 - val_s))
-            key = _selection_key(cfg.select_by, metrics, step)
+            key = selection_key(cfg.select_by, metrics, step)
             if acc.is_main_process:
                 plain = merged_copy(acc.unwrap_model(model))
                 if best_key is None or key > best_key:
@@ -212,122 +214,7 @@ def train(cfg: TrainConfig) -> Path:
     return best_dir
 
 
-def _selection_key(select_by: str, metrics: dict[str, float], step: int) -> tuple[float, float]:
-    """Larger is better. Without validation examples the latest checkpoint wins."""
-    if "val_loss" not in metrics:
-        return (float(step), 0.0)
-    loss, acc = -metrics["val_loss"], metrics.get("val_action_acc", 0.0)
-    return (loss, acc) if select_by == "loss" else (acc, loss)
-
-
-def evaluate_batches(model: Any, examples: list[data.Encoded], pad_id: int, batch_size: int,
-                     tokenizer: Any | None = None, greedy_max: int = 0) -> dict[str, float]:
-    """Validation metrics of ``examples``.
-
-    ``val_loss``: the weighted CE. ``val_tf_action_acc``: teacher-forced, the argmax token at
-    every position of ``Action: ...`` and the end token (given the prompt and the teacher's
-    rationale) equals the teacher's. ``val_action_acc`` (with ``tokenizer``): greedy decoding
-    of the whole completion from the prompt alone, parsed with ``parse_completion``, names
-    the teacher's action; the honest figure, as a rationale the student gets wrong usually
-    leads to the wrong action. ``greedy_max`` > 0 decodes only an evenly spaced subset of
-    that many examples (the same subset at every validation).
-    """
-    model.eval()
-    loss_sum, n_tok, tf_correct = 0.0, 0, 0
-    with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            chunk = examples[i:i + batch_size]
-            b = data.collate(chunk, pad_id)
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1]
-            targets, w = b["input_ids"][:, 1:], b["weights"][:, 1:]
-            n = int((w > 0).sum())
-            loss_sum += losses.weighted_ce(logits, targets, w).item() * n
-            n_tok += n
-            pred = logits.argmax(-1)
-            for j, e in enumerate(chunk):
-                span = slice(e.action_pos - 1, len(e) - 1)
-                tf_correct += bool(torch.equal(pred[j, span], targets[j, span]))
-    metrics = {"val_loss": loss_sum / max(n_tok, 1), "val_tf_action_acc": tf_correct / max(len(examples), 1)}
-    if tokenizer is not None:
-        subset = examples
-        if 0 < greedy_max < len(examples):
-            subset = [examples[i * len(examples) // greedy_max] for i in range(greedy_max)]
-        actions = greedy_actions(model, tokenizer, subset, batch_size)
-        metrics["val_action_acc"] = sum(a == e.action for a, e in zip(actions, subset)) / max(len(subset), 1)
-    model.train()
-    return metrics
-
-
-def greedy_actions(model: Any, tokenizer: Any, examples: list[data.Encoded], batch_size: int) -> list[str | None]:
-    """Greedy-decode each example's completion from its prompt; the parsed actions."""
-    max_new = max((len(e) - e.n_prompt for e in examples), default=0) + 8
-    out: list[str | None] = []
-    with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            chunk = examples[i:i + batch_size]
-            width = max(e.n_prompt for e in chunk)
-            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for j, e in enumerate(chunk):  # left padding, so every prompt ends at the same column
-                ids[j, width - e.n_prompt:] = torch.tensor(e.input_ids[:e.n_prompt])
-                mask[j, width - e.n_prompt:] = 1
-            gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                                 max_new_tokens=max_new, do_sample=False,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-            for row in gen[:, width:]:
-                out.append(parse_completion(tokenizer.decode(row, skip_special_tokens=True))[1])
-    return out
-
-
 # --------------------------------------------------------------------------- helpers
-def _check_config(cfg: TrainConfig) -> None:
-    if cfg.teacher and not cfg.teacher.startswith("hf:"):
-        raise ValueError(f"--teacher: expected 'hf:PATH' (or empty for trace top-k), got {cfg.teacher!r}")
-    if cfg.teacher and cfg.kd == "none":
-        raise ValueError("--teacher is only used with --kd forward|reverse|jsd")
-    if cfg.lora and cfg.student in PRESETS:
-        raise ValueError(f"--lora needs a pretrained checkpoint directory, got preset {cfg.student!r}")
-    if cfg.copy_warmup < 0:
-        raise ValueError(f"--copy-warmup: expected >= 0 steps, got {cfg.copy_warmup}")
-    if cfg.copy_warmup and cfg.student not in PRESETS:
-        raise ValueError(f"--copy-warmup trains a fresh preset student; got --student {cfg.student!r}, "
-                         "which has its own weights (drop --copy-warmup)")
-    for name in ("batch_size", "eval_every"):
-        if getattr(cfg, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(cfg, name)}")
-    if not 0.0 <= cfg.alpha <= 1.0:
-        raise ValueError(f"--alpha: expected a number in [0, 1], got {cfg.alpha}")
-    if cfg.mixed_precision not in ("no", "bf16"):
-        raise ValueError(f"--mixed-precision: expected 'no' or 'bf16', got {cfg.mixed_precision!r}")
-
-
-#: Options a resumed run may give other values than the interrupted one: none of them
-#: changes the weights the run ends with.
-RESUME_FREE = ("resume", "stop_after", "progress", "eval_every", "val_greedy_max")
-
-
-def _check_resume(cfg: TrainConfig, out: Path, hashes: dict[str, str]) -> None:
-    """A resumed run must be the interrupted run continued: the same options (but
-    ``RESUME_FREE``) and the same trace files, byte for byte. Anything else would train the
-    saved weights on other texts or another schedule without a word."""
-    saved_file = out / "train_config.json"
-    if not saved_file.is_file():
-        return
-    saved, now = json.loads(saved_file.read_text()), asdict(cfg)
-    changed = [k for k in now if k not in RESUME_FREE and k in saved and saved[k] != now[k]]
-    if changed:
-        was = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r}" for k in changed)
-        is_ = ", ".join(f"--{k.replace('_', '-')} {now[k]!r}" for k in changed)
-        raise ValueError(f"--resume: {out} was trained with {was}, this call gives {is_}; resume with "
-                         "the interrupted run's options, or train into a fresh --out")
-    before = read_meta(out / "last").get("trace_hashes", {})
-    moved = [p for p, h in hashes.items() if p in before and before[p] != h]
-    if moved:
-        raise ValueError(f"--resume: trace file(s) {', '.join(moved)} changed since the interrupted run "
-                         f"in {out} (sha256 differs); resume with the files it trained on, or train into "
-                         "a fresh --out")
-
-
 def _warn_nothing_to_rename(episodes: list[Episode]) -> None:
     """--rename-entities on envs that make up no names (a probe of one episode per env id)
     changes nothing: say so rather than let the flag look as if it did something."""

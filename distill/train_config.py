@@ -1,8 +1,12 @@
-"""The config of ``agentkd train`` (one frozen dataclass; every field is a ``--flag``)."""
+"""The config of ``agentkd train`` (one frozen dataclass; every field is a ``--flag``) and its
+checks: options that cannot go together (``check_config``), and a ``--resume`` that is not
+the interrupted run continued (``check_resume``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 
@@ -104,3 +108,61 @@ class TrainConfig:
     """Stop after this many steps as if killed, keeping the schedule of the full run (0: off)."""
     progress: bool = True
     """Show a progress bar."""
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Options that cannot work together, or values out of range: a one-line error each."""
+    from distill.student import PRESETS
+
+    if cfg.teacher and not cfg.teacher.startswith("hf:"):
+        raise ValueError(f"--teacher: expected 'hf:PATH' (or empty for trace top-k), got {cfg.teacher!r}")
+    if cfg.teacher and cfg.kd == "none":
+        raise ValueError("--teacher is only used with --kd forward|reverse|jsd")
+    if cfg.lora and cfg.student in PRESETS:
+        raise ValueError(f"--lora needs a pretrained checkpoint directory, got preset {cfg.student!r}")
+    if cfg.copy_warmup < 0:
+        raise ValueError(f"--copy-warmup: expected >= 0 steps, got {cfg.copy_warmup}")
+    if cfg.copy_warmup and cfg.student not in PRESETS:
+        raise ValueError(f"--copy-warmup trains a fresh preset student; got --student {cfg.student!r}, "
+                         "which has its own weights (drop --copy-warmup)")
+    for name in ("batch_size", "eval_every"):
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.alpha <= 1.0:
+        raise ValueError(f"--alpha: expected a number in [0, 1], got {cfg.alpha}")
+    if cfg.mixed_precision not in ("no", "bf16"):
+        raise ValueError(f"--mixed-precision: expected 'no' or 'bf16', got {cfg.mixed_precision!r}")
+
+
+#: Options a resumed run may give other values than the interrupted one: none of them
+#: changes the weights the run ends with.
+RESUME_FREE = ("resume", "stop_after", "progress", "eval_every", "val_greedy_max")
+
+
+def check_resume(cfg: TrainConfig, out: Path, hashes: dict[str, str]) -> None:
+    """A resumed run must be the interrupted run continued: the same options (but
+    ``RESUME_FREE``) and the same trace files, byte for byte. Anything else would train the
+    saved weights on other texts or another schedule without a word."""
+    from distill.student import read_meta
+
+    saved_file = out / "train_config.json"
+    if not saved_file.is_file():
+        return
+    try:
+        saved = json.loads(saved_file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--resume: {saved_file} is not the JSON a run writes ({e}); "
+                         "train into a fresh --out") from None
+    now = asdict(cfg)
+    changed = [k for k in now if k not in RESUME_FREE and k in saved and saved[k] != now[k]]
+    if changed:
+        was = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r}" for k in changed)
+        is_ = ", ".join(f"--{k.replace('_', '-')} {now[k]!r}" for k in changed)
+        raise ValueError(f"--resume: {out} was trained with {was}, this call gives {is_}; resume with "
+                         "the interrupted run's options, or train into a fresh --out")
+    before = read_meta(out / "last").get("trace_hashes", {})
+    moved = [p for p, h in hashes.items() if p in before and before[p] != h]
+    if moved:
+        raise ValueError(f"--resume: trace file(s) {', '.join(moved)} changed since the interrupted run "
+                         f"in {out} (sha256 differs); resume with the files it trained on, or train into "
+                         "a fresh --out")

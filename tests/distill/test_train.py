@@ -13,7 +13,8 @@ from agent.prompt import parse_completion
 from distill import data
 from distill.student import build_student, load_student, read_meta
 from distill.tokenizer import train_tokenizer
-from distill.train import TrainConfig, evaluate_batches, train
+from distill.train import TrainConfig, train
+from distill.validate import evaluate_batches
 from tests.distill.test_data import toy_episode, write_traces
 
 SEEDS = (2, 8, 12, 14, 16, 18)  # episodes of 2-4 steps
@@ -76,6 +77,11 @@ def test_resume_refuses_other_options_or_changed_traces(traces, tmp_path):
         train(_cfg(copy, tmp_path / "b", resume=True, **kw))
     assert read_meta(tmp_path / "b" / "last")["step"] == 3  # nothing was trained or overwritten
     copy.write_text("\n".join(lines) + "\n")
+    saved = (tmp_path / "b" / "train_config.json").read_text()
+    (tmp_path / "b" / "train_config.json").write_text(saved[:20])  # cut short
+    with pytest.raises(ValueError, match=r"train_config.json is not the JSON a run writes"):
+        train(_cfg(copy, tmp_path / "b", resume=True, **kw))
+    (tmp_path / "b" / "train_config.json").write_text(saved)
     # options that leave the weights alone may change: validation cadence, the progress bar
     train(_cfg(copy, tmp_path / "b", resume=True, **{**kw, "eval_every": 2, "val_greedy_max": 8}))
     assert read_meta(tmp_path / "b" / "last")["step"] == 6
@@ -170,12 +176,12 @@ def test_kd_online_teacher_and_from_trace_topk(traces, checkpoint, tmp_path):
 
 
 def test_selection_key_prefers_loss_unless_told():
-    from distill.train import _selection_key
+    from distill.validate import selection_key
     degenerate = {"val_loss": 0.9, "val_action_acc": 0.73}  # answers the commonest action everywhere
     learned = {"val_loss": 0.3, "val_action_acc": 0.70}
-    assert _selection_key("loss", learned, 500) > _selection_key("loss", degenerate, 250)
-    assert _selection_key("action_acc", degenerate, 250) > _selection_key("action_acc", learned, 500)
-    assert _selection_key("loss", {}, 9) > _selection_key("loss", {}, 8)  # no validation: latest
+    assert selection_key("loss", learned, 500) > selection_key("loss", degenerate, 250)
+    assert selection_key("action_acc", degenerate, 250) > selection_key("action_acc", learned, 500)
+    assert selection_key("loss", {}, 9) > selection_key("loss", {}, 8)  # no validation: latest
 
 
 def test_best_checkpoint_has_the_lowest_validation_loss(traces, tmp_path):
