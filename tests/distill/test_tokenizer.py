@@ -63,3 +63,45 @@ def test_bad_arguments():
         train_tokenizer(TEXTS, vocab_size=100)
     with pytest.raises(ValueError, match="non-empty"):
         train_tokenizer(["", ""])
+
+
+NAME_TEXTS = [
+    'Question: What is the population of the city where Muni Systems lives?\n'
+    'lookup(Muni Systems, city) -> Gurvale\n'
+    'Thought: Now I look up the population of Gurvale.\n'
+    'Action: {"tool": "lookup", "args": {"entity": "Gurvale", "attribute": "population"}}\n'
+    'lookup(Gurvale, population) -> 1627.3\n{"answer": 1627.3}'
+] * 20
+
+
+def test_isolate_spaces_tokenizes_a_name_alike_in_every_context():
+    plain, iso = train_tokenizer(NAME_TEXTS, 400), train_tokenizer(NAME_TEXTS, 400, isolate_spaces=True)
+    space = iso.convert_tokens_to_ids("\u0120")  # the byte-level space symbol
+    assert not [t for t in iso.get_vocab() if "\u0120" in t and t != "\u0120"]
+    for word in ("Gurvale", "1627.3", "Muni Systems"):
+        alone = iso.encode(word, add_special_tokens=False)
+        for before in (" ", '"', "("):
+            ids = iso.encode(before + word, add_special_tokens=False)
+            assert ids[-len(alone):] == alone, (before, word)
+        assert iso.encode(" " + word, add_special_tokens=False) == [space, *alone]
+    # The default vocabulary joins the space to the word, so the contexts differ there.
+    assert plain.encode(" Gurvale", add_special_tokens=False)[-1:] != plain.encode("Gurvale", add_special_tokens=False)[-1:]
+    check_round_trip(iso, NAME_TEXTS + TEXTS)
+    assert iso.backend_tokenizer.pre_tokenizer.__getstate__() == plain.backend_tokenizer.pre_tokenizer.__getstate__()
+
+
+@pytest.mark.slow
+def test_isolate_spaces_exports_with_token_parity(tmp_path):
+    """llama.cpp's gpt2 pre-tokenizer splits the same way, so its ids match HF's."""
+    from llama_cpp import Llama
+
+    from distill.gguf_writer import write_gguf
+    from distill.student import build_student, save_student
+    from distill.verify import PROBE_TEXTS, check_token_parity
+
+    tok = train_tokenizer(NAME_TEXTS + TEXTS, 400, isolate_spaces=True)
+    path = save_student(build_student("nano", len(tok), seed=0), tok, tmp_path / "s",
+                        {"prompt_variant": "compact", "preset": "nano"})
+    gguf = write_gguf(path, tmp_path / "s.gguf")
+    llm = Llama(str(gguf), vocab_only=True, verbose=False)
+    assert check_token_parity(llm, tok, NAME_TEXTS[:1] + TEXTS[-2:] + list(PROBE_TEXTS)) > 100
