@@ -31,17 +31,13 @@ log = logging.getLogger(__name__)
 MIN_VOCAB = len(SPECIAL_TOKENS) + 256
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *,
-                    isolate_spaces: bool = False) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on ``texts``.
 
     Args:
         texts: training texts (for a student: the prompt + completion of every example).
         vocab_size: the target vocabulary size, special tokens and the byte alphabet
             included. The result may be smaller when the texts hold fewer distinct merges.
-        isolate_spaces: learn no merge that joins a space to what follows it, so a word or
-            a number is the same tokens wherever it stands (after a space, a quote or a
-            bracket) and a copy of it is a copy of token ids. Sequences get longer.
 
     Returns:
         A ``PreTrainedTokenizerFast`` with agentkd's special tokens and chat template.
@@ -55,12 +51,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *,
     if not any(t for t in texts):
         raise ValueError("train_tokenizer: expected at least one non-empty text, got none")
     tok = Tokenizer(models.BPE())
-    gpt2 = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    # Trained on pieces where every space stands alone, the model holds no merge with a
-    # space in it; encoding then uses the GPT-2 regex as before (the export's contract),
-    # and a word's leading space stays a token of its own in front of the word's tokens.
-    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Split(" ", "isolated"), gpt2])
-                         if isolate_spaces else gpt2)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -73,7 +64,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *,
     # training (they are added whole, as special tokens, by the trainer).
     clean = [_strip_special(t) for t in texts]
     tok.train_from_iterator(clean, trainer=trainer, length=len(clean))
-    tok.pre_tokenizer = gpt2
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=END_TOKEN,

@@ -240,8 +240,7 @@ def _student(cfg: TrainConfig, preset: str | None, examples: list[data.Example],
         kept = {k: last_meta[k] for k in ("copy_warmup",) if k in last_meta}  # done before step 0
         return model, tok, {"base": None if preset else cfg.student, **kept}
     if preset:
-        tok = train_tokenizer((e.prompt + e.completion for e in examples), cfg.vocab_size,
-                              isolate_spaces=cfg.isolate_spaces)
+        tok = train_tokenizer((e.prompt + e.completion for e in examples), cfg.vocab_size)
         check_round_trip(tok, (e.prompt + e.completion for e in examples[:50]))
         model = build_student(preset, len(tok), seed=cfg.seed, tie=cfg.tie_embeddings)
         if cfg.copy_warmup:

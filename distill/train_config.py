@@ -36,11 +36,6 @@ class TrainConfig:
     the trace prompts)."""
     vocab_size: int = 2048
     """Tokenizer vocabulary size for a preset student (trained on the traces)."""
-    isolate_spaces: bool = False
-    """A preset student's tokenizer learns no merge that joins a space to the next word, so
-    a name or a number is the same token ids after a space, a quote or a bracket and a copy
-    of it (tool-use names and values into a JSON call) is a copy of ids. About 1.4x the
-    tokens on tools-chain traces."""
     copy_warmup: int = 0
     """Steps of copy warm-up for a preset student before distillation (0: off): it learns to
     repeat random runs of the traces' words, the copying its rationales need (distill/copy_warmup.py)."""
