@@ -153,6 +153,9 @@ def check_resume(cfg: TrainConfig, out: Path, hashes: dict[str, str]) -> None:
     except json.JSONDecodeError as e:
         raise ValueError(f"--resume: {saved_file} is not the JSON a run writes ({e}); "
                          "train into a fresh --out") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume: {saved_file} is not the JSON a run writes (expected an object of "
+                         f"options, got {type(saved).__name__}); train into a fresh --out")
     now = asdict(cfg)
     changed = [k for k in now if k not in RESUME_FREE and k in saved and saved[k] != now[k]]
     if changed:

@@ -81,6 +81,9 @@ def test_resume_refuses_other_options_or_changed_traces(traces, tmp_path):
     (tmp_path / "b" / "train_config.json").write_text(saved[:20])  # cut short
     with pytest.raises(ValueError, match=r"train_config.json is not the JSON a run writes"):
         train(_cfg(copy, tmp_path / "b", resume=True, **kw))
+    (tmp_path / "b" / "train_config.json").write_text('"lr"')  # JSON, but not the options
+    with pytest.raises(ValueError, match=r"train_config.json is not the JSON a run writes.*got str"):
+        train(_cfg(copy, tmp_path / "b", resume=True, **kw))
     (tmp_path / "b" / "train_config.json").write_text(saved)
     # options that leave the weights alone may change: validation cadence, the progress bar
     train(_cfg(copy, tmp_path / "b", resume=True, **{**kw, "eval_every": 2, "val_greedy_max": 8}))
