@@ -81,6 +81,7 @@ def episode_examples(
     skip_invalid: bool = True,
     env: Any | None = None,
     rename_seed: int | None = None,
+    rename_pieces: Sequence[str] | None = None,
 ) -> list[Example]:
     """The training examples of one episode.
 
@@ -101,7 +102,8 @@ def episode_examples(
     env.reset(seed=episode.seed)
     rename = None
     if rename_seed is not None and (names := env.invented_names()):
-        rename = Renamer(fresh_names(names, episode_rng(rename_seed, episode.env_id, episode.seed)))
+        rename = Renamer(fresh_names(names, episode_rng(rename_seed, episode.env_id, episode.seed),
+                                     rename_pieces))
     examples: list[Example] = []
     history: list[Turn] = []
     for t, step in enumerate(episode.steps):

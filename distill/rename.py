@@ -10,26 +10,46 @@ train names thousands of times learns them as words and writes one it knows inst
 consistently across its steps (question, tool results, rationale and action alike), so no
 name recurs and only a copy predicts it.
 
-The new names are built like words (consonant and vowel groups drawn from the whole
-alphabet), keep the old name's shape (number of words, capitals) and are drawn from a
+The new names keep the old name's shape (number of words, capitals) and are drawn from a
 generator seeded by the run's seed and the episode, so a resumed run rebuilds the same
-examples. They never consult an env's test split: a test name can come up only by chance.
+examples. They are built either like words (``letters``: consonant and vowel groups drawn
+from the whole alphabet) or from the student tokenizer's own letter pieces, each as likely
+as any other (``pieces``, ``--rename-from pieces``): a name the student must copy at test
+time is written in pieces of its vocabulary, and a piece that made-up words rarely hold
+(``sen`` in ``Pel|sen``) is one a letters-trained student has hardly ever written, so it
+writes a commoner one in its place. They never consult an env's test split: a test name
+can come up only by chance.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 _CONSONANTS = "bcdfghjklmnprstvwxz"
 _VOWELS = "aeiouy"
 _CLUSTERS = ("th", "sh", "ch", "st", "nd", "rr", "ll", "br", "kr", "tr", "gl", "ss")
 
 
-def fresh_word(rng: random.Random, like: str) -> str:
-    """A made-up word about as long as ``like`` (3-10 letters), capitalised when it is."""
+def word_pieces(tok: Any, longest: int = 4) -> list[str]:
+    """The letter pieces of a tokenizer's vocabulary: tokens that are 1-``longest`` ASCII
+    letters once the byte-level space mark (``Ġ``) is dropped, lower-cased, distinct and
+    sorted. Longer ones are mostly the prompts' own words (``fahrenheit``), not name parts."""
+    out = {t.removeprefix("Ġ").lower() for t in tok.get_vocab()}
+    return sorted(p for p in out if p.isascii() and p.isalpha() and len(p) <= longest)
+
+
+def fresh_word(rng: random.Random, like: str, pieces: Sequence[str] | None = None) -> str:
+    """A made-up word about as long as ``like`` (3-10 letters), capitalised when it is; from
+    ``pieces`` (each as likely) when given, else from consonant and vowel groups."""
     target = max(3, min(10, len(like) + rng.randint(-2, 2)))
+    if pieces:
+        out = ""
+        while len(out) < target:
+            out += rng.choice(pieces)
+        return out.capitalize() if like[:1].isupper() else out
     out, vowel = "", rng.random() < 0.3
     while len(out) < target:
         if vowel:
@@ -41,15 +61,17 @@ def fresh_word(rng: random.Random, like: str) -> str:
     return out.capitalize() if like[:1].isupper() else out
 
 
-def fresh_names(names: Iterable[str], rng: random.Random) -> dict[str, str]:
-    """Map each name to a new one of the same words' shape; distinct names stay distinct,
-    and no new name equals an old one (case-insensitive)."""
+def fresh_names(names: Iterable[str], rng: random.Random,
+                pieces: Sequence[str] | None = None) -> dict[str, str]:
+    """Map each name to a new one of the same words' shape (words from ``pieces`` when
+    given, see ``fresh_word``); distinct names stay distinct, and no new name equals an old
+    one (case-insensitive)."""
     old = sorted(set(names))
     taken = {n.lower() for n in old}
     out: dict[str, str] = {}
     for name in old:
         while True:
-            new = " ".join(fresh_word(rng, w) for w in name.split(" "))
+            new = " ".join(fresh_word(rng, w, pieces) for w in name.split(" "))
             if new.lower() not in taken:
                 break
         taken.add(new.lower())

@@ -39,6 +39,7 @@ from agent.types import Episode
 from distill import data, losses
 from distill.copy_warmup import copy_warmup
 from distill.lora import adapter_state, apply_lora, load_adapter_state, merged_copy
+from distill.rename import word_pieces
 from distill.student import PRESETS, build_student, load_student, read_meta, save_student
 from distill.tokenizer import check_round_trip, train_tokenizer
 from distill.train_config import TrainConfig, check_config, check_resume
@@ -96,6 +97,15 @@ def train(cfg: TrainConfig) -> Path:
 
     # ---- model and tokenizer: a fresh preset, a checkpoint (+LoRA), or our own last/
     model, tok, base_meta = _student(cfg, preset, train_ex + val_ex, resuming, last_dir)
+    if cfg.rename_entities and cfg.rename_from == "pieces":
+        # The names once more, now from the student's own letter pieces (a fresh preset's
+        # tokenizer was trained on the texts renamed from letters above).
+        train_ex = data.build_examples(train_eps, variant, **ex_kw, rename_seed=cfg.seed,
+                                       rename_pieces=word_pieces(tok))
+    if cfg.copy_warmup and preset and not resuming:  # a resumed run's weights had it before step 0
+        base_meta["copy_warmup"] = copy_warmup(model, tok, (e.prompt + e.completion for e in train_ex + val_ex),
+                                               cfg.copy_warmup, seed=cfg.seed,
+                                               bf16=cfg.mixed_precision == "bf16")
     enc_kw = {"rationale_weight": cfg.rationale_weight, "action_weight": cfg.action_weight,
               "max_len": cfg.max_len}
     use_topk = cfg.kd != "none" and not cfg.teacher
@@ -243,10 +253,6 @@ def _student(cfg: TrainConfig, preset: str | None, examples: list[data.Example],
         tok = train_tokenizer((e.prompt + e.completion for e in examples), cfg.vocab_size)
         check_round_trip(tok, (e.prompt + e.completion for e in examples[:50]))
         model = build_student(preset, len(tok), seed=cfg.seed, tie=cfg.tie_embeddings)
-        if cfg.copy_warmup:
-            copied = copy_warmup(model, tok, (e.prompt + e.completion for e in examples), cfg.copy_warmup,
-                                 seed=cfg.seed, bf16=cfg.mixed_precision == "bf16")
-            return model, tok, {"copy_warmup": copied}
         return model, tok, {}
     model, tok, _ = load_student(cfg.student)
     missing = [t for t in SPECIAL_TOKENS if t not in tok.get_vocab()]

@@ -81,6 +81,9 @@ class TrainConfig:
     rename_entities: bool = False
     """Give the made-up names of each training episode (tool-use worlds) fresh made-up ones,
     so the student copies names instead of memorising them (distill/rename.py)."""
+    rename_from: Literal["letters", "pieces"] = "letters"
+    """With --rename-entities: build the fresh names from consonant and vowel groups (letters)
+    or from the student tokenizer's letter pieces, each as likely (pieces; distill/rename.py)."""
     action_only: bool = False
     """Drop the rationales: the target is 'Thought: ' + the action."""
     rationale_weight: float = 1.0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 
 import envs
 from agent.episode import run_episode
 from agent.policies import load_policy
 from distill.data import build_examples, episode_examples
-from distill.rename import Renamer, episode_rng, fresh_names, fresh_word
+from distill.rename import Renamer, episode_rng, fresh_names, fresh_word, word_pieces
 
 
 def _episode(env_id: str = "tools-chain", seed: int = 0):
@@ -125,3 +126,74 @@ def test_rename_on_envs_without_names_says_it_changes_nothing(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="distill.train"):
         _warn_nothing_to_rename(eps[1:2])
     assert caplog.text == ""
+
+
+def test_word_pieces_are_the_vocabularys_short_letter_tokens():
+    from distill.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["Fonar Pelsen met Sorin Nimsen at 16:27; Pelsen's employer?"] * 20, 300)
+    pieces = word_pieces(tok)
+    assert pieces == sorted(set(pieces)) and pieces
+    assert all(p.isascii() and p.isalpha() and p == p.lower() and len(p) <= 4 for p in pieces)
+    vocab = {t.removeprefix("Ġ").lower() for t in tok.get_vocab()}
+    assert set(pieces) == {v for v in vocab if v.isascii() and v.isalpha() and len(v) <= 4}
+    assert "16" not in pieces and ":" not in pieces
+
+
+def test_names_from_pieces_are_made_of_those_pieces_only():
+    rng = random.Random(0)
+    for like in ("Vell", "x", "Tirsenwickdorard", "mug"):
+        w = fresh_word(rng, like, ["qu", "zo", "sen"])
+        assert re.fullmatch(r"(qu|zo|sen)+", w.lower()) and len(w) >= 3
+        assert w[0].isupper() == like[0].isupper()
+    ep = _episode("tools-chain", 0)
+    env = envs.make("tools-chain")
+    env.reset(seed=ep.seed)
+    old = env.invented_names()
+    mapping = fresh_names(old, episode_rng(0, ep.env_id, ep.seed), ["qu", "zo", "sen"])
+    renamed = episode_examples(ep, "compact", env=env, rename_seed=0, rename_pieces=["qu", "zo", "sen"])
+    assert renamed[0].prompt == Renamer(mapping)(episode_examples(ep, "compact", env=env)[0].prompt)
+    for new in mapping.values():
+        assert all(re.fullmatch(r"(qu|zo|sen)+", w.lower()) for w in new.split(" "))
+
+
+def test_train_rename_from_pieces_uses_the_students_own_pieces(tmp_path, monkeypatch):
+    """``--rename-from pieces``: the training examples (and the copy warm-up's words) are
+    renamed again with the letter pieces of the tokenizer the run trained."""
+    import json
+
+    import distill.train as train_mod
+    from agent.cli import main
+    from distill.traces import TraceWriter
+
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path) as w:
+        for s in (0, 2, 4):
+            w.write(_episode("tools-chain", s))
+    calls, warm = [], []
+    build, copy = train_mod.data.build_examples, train_mod.copy_warmup
+
+    def spy_build(eps, variant, **kw):
+        calls.append(kw.get("rename_pieces"))
+        return build(eps, variant, **kw)
+
+    def spy_copy(model, tok, texts, steps, **kw):
+        texts = list(texts)
+        warm.append(texts)
+        return copy(model, tok, texts, steps, **kw)
+
+    monkeypatch.setattr(train_mod.data, "build_examples", spy_build)
+    monkeypatch.setattr(train_mod, "copy_warmup", spy_copy)
+    out = tmp_path / "run"
+    assert main(["train", "--traces", str(path), "--student", "nano", "--out", str(out), "--steps", "1",
+                 "--batch-size", "4", "--vocab-size", "400", "--val-frac", "0", "--no-progress",
+                 "--copy-warmup", "2", "--rename-entities", "--rename-from", "pieces"]) == 0
+    from transformers import AutoTokenizer
+
+    pieces = word_pieces(AutoTokenizer.from_pretrained(out / "last"))
+    assert calls[0] is None and calls[-1] == pieces  # letters first (for the tokenizer), then pieces
+    assert json.loads((out / "train_config.json").read_text())["rename_from"] == "pieces"
+    words = {w for t in warm[0] for w in re.findall(r"[A-Z][a-z]+", t)}
+    env = envs.make("tools-chain")
+    env.reset(seed=0)
+    assert not words & {w for n in env.invented_names() for w in n.split()}
