@@ -12,11 +12,12 @@ name recurs and only a copy predicts it.
 
 The new names keep the old name's shape (number of words, capitals) and are drawn from a
 generator seeded by the run's seed and the episode, so a resumed run rebuilds the same
-examples. They are built either like words (``letters``: consonant and vowel groups drawn
-from the whole alphabet) or from the student tokenizer's own letter pieces, each as likely
-as any other (``pieces``, ``--rename-from pieces``): a name the student must copy at test
-time is written in pieces of its vocabulary, and a piece that made-up words rarely hold
-(``sen`` in ``Pel|sen``) is one a letters-trained student has hardly ever written, so it
+examples. They are built from the student tokenizer's own short letter pieces, each as
+likely as any other (``--rename-from pieces``, the default), or like words
+(``--rename-from letters``: consonant and vowel groups drawn from the whole alphabet). A
+name the student must copy at test time is written in pieces of its vocabulary, and a
+piece that made-up words rarely hold (``sen`` in ``Pel|sen``) is one a letters-trained
+student has hardly ever written, so it
 writes a commoner one in its place. They never consult an env's test split: a test name
 can come up only by chance.
 """

@@ -81,9 +81,9 @@ class TrainConfig:
     rename_entities: bool = False
     """Give the made-up names of each training episode (tool-use worlds) fresh made-up ones,
     so the student copies names instead of memorising them (distill/rename.py)."""
-    rename_from: Literal["letters", "pieces"] = "letters"
-    """With --rename-entities: build the fresh names from consonant and vowel groups (letters)
-    or from the student tokenizer's letter pieces, each as likely (pieces; distill/rename.py)."""
+    rename_from: Literal["letters", "pieces"] = "pieces"
+    """With --rename-entities: build the fresh names from the student tokenizer's letter pieces,
+    each as likely (pieces), or from consonant and vowel groups (letters; distill/rename.py)."""
     action_only: bool = False
     """Drop the rationales: the target is 'Thought: ' + the action."""
     rationale_weight: float = 1.0
@@ -159,6 +159,8 @@ def check_resume(cfg: TrainConfig, out: Path, hashes: dict[str, str]) -> None:
     if not isinstance(saved, dict):
         raise ValueError(f"--resume: {saved_file} is not the JSON a run writes (expected an object of "
                          f"options, got {type(saved).__name__}); train into a fresh --out")
+    if saved.get("rename_entities") and "rename_from" not in saved:
+        saved["rename_from"] = "letters"  # renamed before --rename-from existed: from letters
     now = asdict(cfg)
     changed = [k for k in now if k not in RESUME_FREE and k in saved and saved[k] != now[k]]
     if changed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import math
 
 import pytest
@@ -84,7 +86,11 @@ def test_resume_refuses_other_options_or_changed_traces(traces, tmp_path):
     (tmp_path / "b" / "train_config.json").write_text('"lr"')  # JSON, but not the options
     with pytest.raises(ValueError, match=r"train_config.json is not the JSON a run writes.*got str"):
         train(_cfg(copy, tmp_path / "b", resume=True, **kw))
-    (tmp_path / "b" / "train_config.json").write_text(saved)
+    old = {k: v for k, v in json.loads(saved).items() if k != "rename_from"}  # before the option
+    (tmp_path / "b" / "train_config.json").write_text(json.dumps({**old, "rename_entities": True}))
+    with pytest.raises(ValueError, match=r"--rename-from 'letters', this call gives --rename-from 'pieces'"):
+        train(_cfg(copy, tmp_path / "b", resume=True, rename_entities=True, **kw))
+    (tmp_path / "b" / "train_config.json").write_text(json.dumps(old))  # no renaming: resumes
     # options that leave the weights alone may change: validation cadence, the progress bar
     train(_cfg(copy, tmp_path / "b", resume=True, **{**kw, "eval_every": 2, "val_greedy_max": 8}))
     assert read_meta(tmp_path / "b" / "last")["step"] == 6
