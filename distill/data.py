@@ -96,6 +96,8 @@ def episode_examples(
             fresh made-up ones, the same in every step (``distill.rename``), drawn from this
             seed and the episode. Steps with stored top-k log-probabilities keep their names
             (the teacher's tokens were of the old ones). None: no renaming.
+        rename_pieces: with ``rename_seed``, string the fresh names from these letter pieces
+            (``distill.rename.word_pieces``); None: from consonant and vowel groups.
     """
     if env is None:
         env = envs.make(episode.env_id, **episode.env_options)

@@ -11,14 +11,14 @@ consistently across its steps (question, tool results, rationale and action alik
 name recurs and only a copy predicts it.
 
 The new names keep the old name's shape (number of words, capitals) and are drawn from a
-generator seeded by the run's seed and the episode, so a resumed run rebuilds the same
-examples. They are built from the student tokenizer's own short letter pieces, each as
+generator seeded by the run's seed and the episode (and, for pieces, the tokenizer the run
+saved), so a resumed run rebuilds the same examples. They are built from the student tokenizer's own short letter pieces, each as
 likely as any other (``--rename-from pieces``, the default), or like words
 (``--rename-from letters``: consonant and vowel groups drawn from the whole alphabet). A
 name the student must copy at test time is written in pieces of its vocabulary, and a
 piece that made-up words rarely hold (``sen`` in ``Pel|sen``) is one a letters-trained
-student has hardly ever written, so it
-writes a commoner one in its place. They never consult an env's test split: a test name
+student has hardly ever written, so it writes a commoner one in its place; strung from
+the pieces, every short letter piece is about as likely in a training name as any other. They never consult an env's test split: a test name
 can come up only by chance.
 """
 
@@ -34,19 +34,26 @@ _VOWELS = "aeiouy"
 _CLUSTERS = ("th", "sh", "ch", "st", "nd", "rr", "ll", "br", "kr", "tr", "gl", "ss")
 
 
+#: Draws for one new name before renaming gives up (a piece set far too small for the world).
+_TRIES = 1000
+
+
 def word_pieces(tok: Any, longest: int = 4) -> list[str]:
     """The letter pieces of a tokenizer's vocabulary: tokens that are 1-``longest`` ASCII
-    letters once the byte-level space mark (``Ġ``) is dropped, lower-cased, distinct and
+    letters once the word-start mark (byte-level ``Ġ``, SentencePiece ``▁``) is dropped, lower-cased, distinct and
     sorted. Longer ones are mostly the prompts' own words (``fahrenheit``), not name parts."""
-    out = {t.removeprefix("Ġ").lower() for t in tok.get_vocab()}
+    out = {t.removeprefix("Ġ").removeprefix("▁").lower() for t in tok.get_vocab()}
     return sorted(p for p in out if p.isascii() and p.isalpha() and len(p) <= longest)
 
 
 def fresh_word(rng: random.Random, like: str, pieces: Sequence[str] | None = None) -> str:
-    """A made-up word about as long as ``like`` (3-10 letters), capitalised when it is; from
-    ``pieces`` (each as likely) when given, else from consonant and vowel groups."""
+    """A made-up word about as long as ``like``, capitalised when it is: 3-10 letters of
+    consonant and vowel groups, or, when ``pieces`` is given, pieces (each as likely) strung
+    until it has 3-10 letters (so at most 9 more than that)."""
     target = max(3, min(10, len(like) + rng.randint(-2, 2)))
-    if pieces:
+    if pieces is not None:
+        if not pieces:
+            raise ValueError("rename pieces: expected letter pieces to build names from, got none")
         out = ""
         while len(out) < target:
             out += rng.choice(pieces)
@@ -71,10 +78,13 @@ def fresh_names(names: Iterable[str], rng: random.Random,
     taken = {n.lower() for n in old}
     out: dict[str, str] = {}
     for name in old:
-        while True:
+        for _ in range(_TRIES):
             new = " ".join(fresh_word(rng, w, pieces) for w in name.split(" "))
             if new.lower() not in taken:
                 break
+        else:
+            raise ValueError(f"renaming {name!r}: no new name unlike the {len(taken)} taken ones in {_TRIES} "
+                             f"draws; the pieces ({len(pieces or [])}) are too few to rename this world")
         taken.add(new.lower())
         out[name] = new
     return out

@@ -100,8 +100,11 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.rename_entities and cfg.rename_from == "pieces":
         # The names once more, now from the student's own letter pieces (a fresh preset's
         # tokenizer was trained on the texts renamed from letters above).
-        train_ex = data.build_examples(train_eps, variant, **ex_kw, rename_seed=cfg.seed,
-                                       rename_pieces=word_pieces(tok))
+        pieces = word_pieces(tok)
+        if not pieces:
+            raise data.DataError(f"--rename-from pieces: the tokenizer of {cfg.student} has no letter pieces "
+                                 "to build names from; pass --rename-from letters")
+        train_ex = data.build_examples(train_eps, variant, **ex_kw, rename_seed=cfg.seed, rename_pieces=pieces)
     if cfg.copy_warmup and preset and not resuming:  # a resumed run's weights had it before step 0
         base_meta["copy_warmup"] = copy_warmup(model, tok, (e.prompt + e.completion for e in train_ex + val_ex),
                                                cfg.copy_warmup, seed=cfg.seed,

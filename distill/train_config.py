@@ -162,7 +162,8 @@ def check_resume(cfg: TrainConfig, out: Path, hashes: dict[str, str]) -> None:
     if saved.get("rename_entities") and "rename_from" not in saved:
         saved["rename_from"] = "letters"  # renamed before --rename-from existed: from letters
     now = asdict(cfg)
-    changed = [k for k in now if k not in RESUME_FREE and k in saved and saved[k] != now[k]]
+    free = RESUME_FREE if saved.get("rename_entities") or cfg.rename_entities else (*RESUME_FREE, "rename_from")
+    changed = [k for k in now if k not in free and k in saved and saved[k] != now[k]]
     if changed:
         was = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r}" for k in changed)
         is_ = ", ".join(f"--{k.replace('_', '-')} {now[k]!r}" for k in changed)

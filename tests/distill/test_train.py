@@ -90,9 +90,11 @@ def test_resume_refuses_other_options_or_changed_traces(traces, tmp_path):
     (tmp_path / "b" / "train_config.json").write_text(json.dumps({**old, "rename_entities": True}))
     with pytest.raises(ValueError, match=r"--rename-from 'letters', this call gives --rename-from 'pieces'"):
         train(_cfg(copy, tmp_path / "b", resume=True, rename_entities=True, **kw))
-    (tmp_path / "b" / "train_config.json").write_text(json.dumps(old))  # no renaming: resumes
-    # options that leave the weights alone may change: validation cadence, the progress bar
-    train(_cfg(copy, tmp_path / "b", resume=True, **{**kw, "eval_every": 2, "val_greedy_max": 8}))
+    (tmp_path / "b" / "train_config.json").write_text(json.dumps(old))
+    # options that leave the weights alone may change: validation cadence, the progress bar,
+    # and where names would come from in a run that renames none
+    train(_cfg(copy, tmp_path / "b", resume=True,
+               **{**kw, "eval_every": 2, "val_greedy_max": 8, "rename_from": "letters"}))
     assert read_meta(tmp_path / "b" / "last")["step"] == 6
 
 
