@@ -12,14 +12,15 @@ name recurs and only a copy predicts it.
 
 The new names keep the old name's shape (number of words, capitals) and are drawn from a
 generator seeded by the run's seed and the episode (and, for pieces, the tokenizer the run
-saved), so a resumed run rebuilds the same examples. They are built from the student tokenizer's own short letter pieces, each as
-likely as any other (``--rename-from pieces``, the default), or like words
-(``--rename-from letters``: consonant and vowel groups drawn from the whole alphabet). A
-name the student must copy at test time is written in pieces of its vocabulary, and a
-piece that made-up words rarely hold (``sen`` in ``Pel|sen``) is one a letters-trained
-student has hardly ever written, so it writes a commoner one in its place; strung from
-the pieces, every short letter piece is about as likely in a training name as any other. They never consult an env's test split: a test name
-can come up only by chance.
+saved), so a resumed run rebuilds the same examples. They are built from the student
+tokenizer's own short letter pieces, each as likely as any other (``--rename-from
+pieces``, the default), or like words (``--rename-from letters``: consonant and vowel
+groups drawn from the whole alphabet). A name the student must copy at test time is
+written in pieces of its vocabulary, and a piece that made-up words rarely hold (``sen``
+in ``Pel|sen``) is one a letters-trained student has hardly ever written, so it writes a
+commoner one in its place; strung from the pieces, every short letter piece is about as
+likely in a training name as any other. They never consult an env's test split: a test
+name can come up only by chance.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ _TRIES = 1000
 
 def word_pieces(tok: Any, longest: int = 4) -> list[str]:
     """The letter pieces of a tokenizer's vocabulary: tokens that are 1-``longest`` ASCII
-    letters once the word-start mark (byte-level ``Ġ``, SentencePiece ``▁``) is dropped, lower-cased, distinct and
-    sorted. Longer ones are mostly the prompts' own words (``fahrenheit``), not name parts."""
+    letters once the word-start mark (byte-level ``Ġ``, SentencePiece ``▁``) is dropped,
+    lower-cased, distinct and sorted. Longer ones are mostly the prompts' own words
+    (``fahrenheit``), not name parts."""
     out = {t.removeprefix("Ġ").removeprefix("▁").lower() for t in tok.get_vocab()}
     return sorted(p for p in out if p.isascii() and p.isalpha() and len(p) <= longest)
 
@@ -83,8 +85,9 @@ def fresh_names(names: Iterable[str], rng: random.Random,
             if new.lower() not in taken:
                 break
         else:
+            source = f"the pieces ({len(pieces)})" if pieces is not None else "the letters"
             raise ValueError(f"renaming {name!r}: no new name unlike the {len(taken)} taken ones in {_TRIES} "
-                             f"draws; the pieces ({len(pieces or [])}) are too few to rename this world")
+                             f"draws; {source} are too few to rename this world")
         taken.add(new.lower())
         out[name] = new
     return out

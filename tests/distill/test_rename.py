@@ -135,9 +135,14 @@ def test_word_pieces_are_the_vocabularys_short_letter_tokens():
     pieces = word_pieces(tok)
     assert pieces == sorted(set(pieces)) and pieces
     assert all(p.isascii() and p.isalpha() and p == p.lower() and len(p) <= 4 for p in pieces)
-    vocab = {t.removeprefix("Ġ").lower() for t in tok.get_vocab()}
-    assert set(pieces) == {v for v in vocab if v.isascii() and v.isalpha() and len(v) <= 4}
-    assert "16" not in pieces and ":" not in pieces
+    # The name's own tokens are pieces, word starts without their space mark and lower-cased;
+    # digits, punctuation and tokens of five letters or more are not.
+    name_tokens = [t for t in tok.tokenize(" Sorsen Pelin") if t.removeprefix("Ġ").isalpha()]
+    assert any(t.startswith("Ġ") for t in name_tokens) and any(len(t) > 1 for t in name_tokens)
+    assert {t.removeprefix("Ġ").lower() for t in name_tokens if len(t.removeprefix("Ġ")) <= 4} <= set(pieces)
+    long = [t for t in tok.get_vocab() if t.removeprefix("Ġ").isalpha() and len(t.removeprefix("Ġ")) > 4]
+    assert long and not {t.removeprefix("Ġ").lower() for t in long} & set(pieces)
+    assert "16" not in pieces and ":" not in pieces and not any(p.startswith("Ġ") for p in pieces)
 
 
 def test_names_from_pieces_are_made_of_those_pieces_only():
@@ -200,6 +205,7 @@ def test_train_rename_from_pieces_uses_the_students_own_pieces(tmp_path, monkeyp
 
 def test_renamed_run_resumes_to_the_same_weights(tmp_path):
     """A killed run renamed from pieces rebuilds the same names from its saved tokenizer."""
+    import torch
     from safetensors.torch import load_file
 
     from distill.train import TrainConfig, train
@@ -215,7 +221,7 @@ def test_renamed_run_resumes_to_the_same_weights(tmp_path):
     train(TrainConfig(out=str(tmp_path / "b"), stop_after=2, **kw))
     train(TrainConfig(out=str(tmp_path / "b"), resume=True, **kw))
     a, b = (load_file(tmp_path / r / "last" / "model.safetensors") for r in "ab")
-    assert all(__import__("torch").equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_too_few_pieces_is_a_clear_error():
