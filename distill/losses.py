@@ -5,7 +5,10 @@ aligns positions (logits at position t predict token t+1); these functions do no
 
 * ``weighted_ce``: cross-entropy on target tokens, each weighted (0 masks the prompt);
   the sum is divided by the number of target tokens (weight > 0), so weights are relative
-  emphasis (rationale vs action), not a change of scale when all are 1.
+  emphasis (rationale vs action), not a change of scale when all are 1. With ``gamma`` > 0
+  each token's term is the focal loss ``(1 - p)^gamma * CE`` (Lin et al., 2017; p the
+  student's probability of the label): tokens it already predicts count less, the few hard
+  ones (a copied colour, a verdict) more; ``gamma = 0`` is plain cross-entropy.
 * ``divergence``: forward KL ``KL(p_T || p_S)`` (mean-seeking), reverse KL
   ``KL(p_S || p_T)`` (mode-seeking) or the generalised JSD of GKD (Agarwal et al., 2024),
   between two log-distributions over the same support.
@@ -31,10 +34,16 @@ import torch.nn.functional as F
 KINDS = ("forward", "reverse", "jsd")
 
 
-def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Mean over target tokens (weight > 0) of ``weight * CE(logits, label)``."""
+def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+                gamma: float = 0.0) -> torch.Tensor:
+    """Mean over target tokens (weight > 0) of ``weight * (1 - p)^gamma * CE(logits, label)``."""
+    if gamma < 0:
+        raise ValueError(f"focal gamma: expected >= 0, got {gamma}")
     ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
                          reduction="none").view_as(weights)
+    if gamma > 0:
+        # p = exp(-CE) is the label's probability; the factor keeps its gradient (Lin et al.)
+        ce = (-torch.expm1(-ce)).clamp(min=0).pow(gamma) * ce
     n = (weights > 0).sum().clamp(min=1)
     return (ce * weights).sum() / n
 

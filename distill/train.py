@@ -168,7 +168,7 @@ def train(cfg: TrainConfig) -> Path:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         logits = logits.float()
         logits, targets, w = logits[:, :-1], batch["input_ids"][:, 1:], batch["weights"][:, 1:]
-        ce = losses.weighted_ce(logits, targets, w)
+        ce = losses.weighted_ce(logits, targets, w, cfg.focal_gamma)
         loss, kd = ce, None
         if teacher is not None:
             with torch.no_grad():

@@ -90,6 +90,10 @@ class TrainConfig:
     """Loss weight of the rationale tokens (Thought: ...)."""
     action_weight: float = 1.0
     """Loss weight of the action tokens (Action: ... and the end token)."""
+    focal_gamma: float = 0.0
+    """Focal cross-entropy: each target token's loss times (1 - p)^gamma, p the student's
+    probability of it, so tokens it already predicts count less than the hard ones (0: plain
+    cross-entropy; validation loss is always plain)."""
     val_frac: float = 0.1
     """Fraction of episodes held out for validation."""
     eval_every: int = 100
@@ -131,6 +135,8 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("batch_size", "eval_every"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(cfg, name)}")
+    if cfg.focal_gamma < 0:
+        raise ValueError(f"--focal-gamma: expected >= 0 (0: plain cross-entropy), got {cfg.focal_gamma}")
     if not 0.0 <= cfg.alpha <= 1.0:
         raise ValueError(f"--alpha: expected a number in [0, 1], got {cfg.alpha}")
     if cfg.mixed_precision not in ("no", "bf16"):

@@ -110,7 +110,41 @@ def test_ce_masks_prompt_tokens_and_weights():
     assert weighted_ce(S, labels, w2).item() == pytest.approx(expect.item(), rel=1e-6)
 
 
+def test_focal_ce_is_ce_scaled_by_the_miss_probability():
+    labels = torch.randint(0, 11, (2, 5))
+    w = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]], dtype=torch.float)
+    assert weighted_ce(S, labels, w, 0.0).item() == weighted_ce(S, labels, w).item()
+    ce = F.cross_entropy(S.reshape(-1, 11), labels.reshape(-1), reduction="none").view(2, 5)
+    p = F.softmax(S, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    for gamma in (0.5, 1.0, 2.0):
+        expect = ((1 - p) ** gamma * ce)[w > 0].mean()
+        got = weighted_ce(S, labels, w, gamma)
+        assert got.item() == pytest.approx(expect.item(), rel=1e-5)
+        assert got.item() < weighted_ce(S, labels, w).item()  # every factor is below 1
+    # a token predicted with certainty contributes nothing, however large gamma
+    sure = torch.full((1, 1, 11), -30.0)
+    sure[0, 0, 3] = 30.0
+    assert weighted_ce(sure, torch.tensor([[3]]), torch.ones(1, 1), 2.0).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_focal_ce_shifts_the_gradient_to_hard_tokens():
+    """Two target tokens, one predicted at p=0.9 and one at p=0.1: focal loss gives the hard
+    one a larger share of the gradient than cross-entropy does."""
+    logits = torch.log(torch.tensor([[[0.9, 0.1], [0.1, 0.9]]])).requires_grad_(True)
+    labels, w = torch.tensor([[0, 0]]), torch.ones(1, 2)
+
+    def share(gamma):
+        logits.grad = None
+        weighted_ce(logits, labels, w, gamma).backward()
+        g = logits.grad[0].abs().sum(-1)
+        return (g[1] / g.sum()).item()
+
+    assert share(2.0) > share(0.0) > 0.5
+
+
 def test_bad_arguments():
+    with pytest.raises(ValueError, match="focal gamma"):
+        weighted_ce(S, torch.zeros(2, 5, dtype=torch.long), W, -1.0)
     with pytest.raises(ValueError, match="vocabularies differ"):
         kd_loss(S, T[..., :10], W)
     with pytest.raises(ValueError, match="kd kind"):

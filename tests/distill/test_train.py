@@ -136,6 +136,23 @@ def test_cli_end_to_end_and_errors(traces, tmp_path, capsys):
     assert "top-k log-probabilities" in capsys.readouterr().out
 
 
+def test_focal_gamma_through_the_cli(traces, tmp_path, capsys):
+    """--focal-gamma trains other weights than plain cross-entropy from the same start and
+    data, is saved with the run, and a negative value is a one-line error."""
+    args = ["train", "--traces", str(traces), "--student", "nano", "--steps", "3", "--batch-size", "4",
+            "--vocab-size", "400", "--val-frac", "0", "--eval-every", "3", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "ce")]) == 0
+    assert main([*args, "--out", str(tmp_path / "focal"), "--focal-gamma", "2"]) == 0
+    assert read_meta(tmp_path / "focal" / "last")["train_config"]["focal_gamma"] == 2.0
+    a = load_file(tmp_path / "ce" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "focal" / "last" / "model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "bad"), "--focal-gamma", "-1"]) == 2
+    err = capsys.readouterr().out.strip()
+    assert "--focal-gamma" in err and len(err.splitlines()) == 1
+
+
 @pytest.fixture(scope="module")
 def checkpoint(traces, tmp_path_factory):
     """A tiny pretrained-style checkpoint: a Llama and its tokenizer, no agentkd.json."""
