@@ -37,8 +37,8 @@ KINDS = ("forward", "reverse", "jsd")
 def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
                 gamma: float = 0.0) -> torch.Tensor:
     """Mean over target tokens (weight > 0) of ``weight * (1 - p)^gamma * CE(logits, label)``."""
-    if gamma < 0:
-        raise ValueError(f"focal gamma: expected >= 0, got {gamma}")
+    if not 0 <= gamma < math.inf:  # NaN fails too: it would silently train on plain CE
+        raise ValueError(f"focal gamma: expected a finite number >= 0, got {gamma}")
     ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
                          reduction="none").view_as(weights)
     if gamma > 0:

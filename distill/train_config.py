@@ -5,6 +5,7 @@ the interrupted run continued (``check_resume``)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -135,8 +136,9 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("batch_size", "eval_every"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(cfg, name)}")
-    if cfg.focal_gamma < 0:
-        raise ValueError(f"--focal-gamma: expected >= 0 (0: plain cross-entropy), got {cfg.focal_gamma}")
+    if not 0 <= cfg.focal_gamma < math.inf:
+        raise ValueError(f"--focal-gamma: expected a finite number >= 0 (0: plain cross-entropy), "
+                         f"got {cfg.focal_gamma}")
     if not 0.0 <= cfg.alpha <= 1.0:
         raise ValueError(f"--alpha: expected a number in [0, 1], got {cfg.alpha}")
     if cfg.mixed_precision not in ("no", "bf16"):

@@ -121,10 +121,12 @@ def test_focal_ce_is_ce_scaled_by_the_miss_probability():
         got = weighted_ce(S, labels, w, gamma)
         assert got.item() == pytest.approx(expect.item(), rel=1e-5)
         assert got.item() < weighted_ce(S, labels, w).item()  # every factor is below 1
-    # a token predicted with certainty contributes nothing, however large gamma
-    sure = torch.full((1, 1, 11), -30.0)
-    sure[0, 0, 3] = 30.0
-    assert weighted_ce(sure, torch.tensor([[3]]), torch.ones(1, 1), 2.0).item() == pytest.approx(0.0, abs=1e-12)
+    # a token the student is sure of (p = 0.999) keeps ~1e-6 of its CE at gamma 2, all of it at 0
+    sure = torch.log(torch.tensor([[[0.999, 0.001]]]))
+    one, label = torch.ones(1, 1), torch.tensor([[0]])
+    plain = weighted_ce(sure, label, one).item()
+    assert plain > 1e-4
+    assert weighted_ce(sure, label, one, 2.0).item() / plain == pytest.approx(1e-6, rel=1e-2)
 
 
 def test_focal_ce_shifts_the_gradient_to_hard_tokens():
@@ -143,8 +145,9 @@ def test_focal_ce_shifts_the_gradient_to_hard_tokens():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="focal gamma"):
-        weighted_ce(S, torch.zeros(2, 5, dtype=torch.long), W, -1.0)
+    for gamma in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="focal gamma"):
+            weighted_ce(S, torch.zeros(2, 5, dtype=torch.long), W, gamma)
     with pytest.raises(ValueError, match="vocabularies differ"):
         kd_loss(S, T[..., :10], W)
     with pytest.raises(ValueError, match="kd kind"):

@@ -148,9 +148,11 @@ def test_focal_gamma_through_the_cli(traces, tmp_path, capsys):
     b = load_file(tmp_path / "focal" / "last" / "model.safetensors")
     assert any(not torch.equal(a[k], b[k]) for k in a)
     capsys.readouterr()
-    assert main([*args, "--out", str(tmp_path / "bad"), "--focal-gamma", "-1"]) == 2
-    err = capsys.readouterr().out.strip()
-    assert "--focal-gamma" in err and len(err.splitlines()) == 1
+    for bad in ("-1", "nan"):
+        assert main([*args, "--out", str(tmp_path / "bad"), "--focal-gamma", bad]) == 2
+        err = capsys.readouterr().out.strip()
+        assert "--focal-gamma" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.fixture(scope="module")
