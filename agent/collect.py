@@ -13,13 +13,26 @@
   (an API that kept failing) always go to the sidecar and are retried by a resume.
 * ``--concurrency C`` runs C episodes at once in threads, each with its own policy
   instance (for API teachers; a local model would be loaded C times).
+* ``--noise P`` (DART-style noise injection) executes, at each step with probability P, a
+  random action (of ``--noise-actions``, or any legal one) instead of the teacher's, and has
+  the teacher label every state the episode visits (``distill.relabel.rollout``, as
+  ``agentkd dagger`` does with a student). A student trained on plain teacher episodes has
+  never seen a state off the teacher's path; these lines show it such states and the
+  teacher's way back, without a student in the loop. ``--out`` then holds one line per
+  labelled state (the executed steps before it as history, ``valid=False``; the layout of
+  ``agentkd dagger``'s labels), whatever the episode's outcome (the label is the teacher's
+  either way), and the executed episodes go to ``OUT.executed.jsonl``: a seed is done once
+  its executed episode is there, and a resume drops the labels of a seed that is not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
+import random
 import threading
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -28,7 +41,7 @@ from typing import Any
 
 import tyro
 
-from agent.types import Episode, Sampling
+from agent.types import Decision, Episode, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +86,14 @@ class CollectConfig:
     grammar: bool = False
     """openai: teachers served by llama.cpp: send each decision's GBNF grammar, so only
     legal actions come back."""
+    noise: float = 0.0
+    """Noise injection (DART): probability that a step executes a random action instead of
+    the teacher's; the teacher then labels every visited state and --out gets one line per
+    labelled state, whatever the episode's outcome (--only-success does not apply; see the
+    module docstring). 0: plain teacher episodes."""
+    noise_actions: str = ""
+    """The actions noise picks from, separated by commas (e.g. 'turn left,turn right,go
+    forward'; each must be legal in the env's first state). Default: any legal action."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -89,7 +110,7 @@ class EnvTally:
     errors: int = 0
     kept: int = 0
 
-    def add(self, ep: Episode, kept: bool) -> None:
+    def add(self, ep: Episode, kept: int) -> None:
         self.episodes += 1
         self.successes += int(ep.success)
         self.steps += ep.n_steps
@@ -105,6 +126,7 @@ class CollectSummary:
 
     out: Path
     failed: Path
+    kept_label: str = "kept"
     new: int = 0
     resumed: int = 0
     per_env: dict[str, EnvTally] = field(default_factory=dict)
@@ -123,7 +145,7 @@ class CollectSummary:
 
         table = Table(title=f"{self.out} ({self.new} new, {self.resumed} already on disk)")
         table.add_column("env", no_wrap=True)
-        for col in ("n", "success", "rate", "steps", "invalid", "tokens", "errors", "kept"):
+        for col in ("n", "success", "rate", "steps", "invalid", "tokens", "errors", self.kept_label):
             table.add_column(col, justify="right")
         for name, t in [*self.per_env.items(), ("total", self.total)]:
             table.add_row(name, str(t.episodes), str(t.successes), f"{t.successes / max(1, t.episodes):.1%}",
@@ -139,6 +161,11 @@ def failed_path(out: str | Path) -> Path:
 
 def config_path(out: str | Path) -> Path:
     return Path(str(out) + ".config.json")
+
+
+def executed_path(out: str | Path) -> Path:
+    """The executed episodes of a ``--noise`` collection beside its labels ``out``."""
+    return Path(str(out) + ".executed.jsonl")
 
 
 def _read(path: Path) -> Iterator[Episode]:
@@ -172,7 +199,8 @@ def _check_config(cfg: CollectConfig) -> None:
         old = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return
-    same = ("teacher", "split", "prompt_variant", "temperature", "max_tokens", "seed", "top_logprobs")
+    same = ("teacher", "split", "prompt_variant", "temperature", "max_tokens", "seed", "top_logprobs",
+            "noise", "noise_actions")
     diff = [f"{k}: {old.get(k)!r} on disk, {getattr(cfg, k)!r} now" for k in same
             if k in old and old[k] != getattr(cfg, k)]
     if diff:
@@ -192,7 +220,53 @@ def _validate(cfg: CollectConfig) -> list[str]:
     if cfg.episodes < 1 or cfg.concurrency < 1 or cfg.seed_start < 0:
         raise ValueError(f"expected --episodes >= 1, --concurrency >= 1, --seed-start >= 0; got "
                          f"{cfg.episodes}, {cfg.concurrency}, {cfg.seed_start}")
+    if not 0.0 <= cfg.noise <= 1.0:  # NaN fails this too
+        raise ValueError(f"--noise: expected a probability in [0, 1], got {cfg.noise}")
+    if noise_actions(cfg) and cfg.noise == 0.0:
+        raise ValueError("--noise-actions: has no effect without --noise P > 0")
+    if noise_actions(cfg):
+        _check_noise_actions(cfg, env_ids)
     return env_ids
+
+
+def noise_actions(cfg: CollectConfig) -> list[str]:
+    """``--noise-actions`` as a list (empty: any legal action)."""
+    return [a.strip() for a in cfg.noise_actions.split(",") if a.strip()]
+
+
+def _check_noise_actions(cfg: CollectConfig, env_ids: list[str]) -> None:
+    """Every noise action must be legal in each env's first state (a typo would otherwise
+    leave the noise nothing to pick but the fallback)."""
+    import envs
+
+    for env_id in env_ids:
+        env = envs.make(env_id)
+        _, info = env.reset(seed=envs.seeds(env_id, cfg.split, 1, cfg.seed_start)[0])
+        legal = list(info.get("legal_actions", []))
+        missing = [a for a in noise_actions(cfg) if a not in legal]
+        if missing:
+            raise ValueError(f"--noise-actions: {', '.join(map(repr, missing))} not legal in {env_id} "
+                             f"(its legal actions: {', '.join(legal)})")
+
+
+class NoisePolicy:
+    """The noise of ``--noise``: a uniformly random action of ``actions`` that is legal in
+    the state (any legal action where none is), from its own seeded generator."""
+
+    spec = "random"
+    prompt_variant = "full"
+
+    def __init__(self, rng: random.Random, actions: list[str]) -> None:
+        self.rng, self.actions = rng, actions
+
+    def reset(self, env: Any) -> None:
+        pass
+
+    def act(self, context: Any) -> Decision:
+        legal = list(context.legal_actions)
+        choices = [a for a in self.actions if a in legal] or legal
+        action = self.rng.choice(choices)
+        return Decision(rationale="", action=action, raw=f"Action: {action}")
 
 
 def _loader(cfg: CollectConfig) -> Any:
@@ -244,8 +318,56 @@ def _run_one(get_policy: Any, get_env: Any, env_id: str, seed: int) -> Episode:
     return run_episode(get_env(env_id), get_policy(), seed)
 
 
+def _noisy_runner(cfg: CollectConfig, get_policy: Any, get_env: Any) -> Any:
+    """``run(env_id, seed) -> Rollout`` for ``--noise``: the teacher's action executed with
+    probability 1 - noise (``distill.relabel.rollout``'s beta), every state labelled by it;
+    each thread has its own ``Relabeler`` around its own teacher instance."""
+    from distill.relabel import Relabeler, episode_rng, rollout
+
+    local = threading.local()
+    actions = noise_actions(cfg)
+
+    def run(env_id: str, seed: int) -> Any:
+        if not hasattr(local, "relabeler"):
+            local.relabeler = Relabeler(cfg.teacher, lambda _spec: get_policy())
+        # Seeded per (seed, env, episode), so a rerun or another --concurrency repeats it.
+        noise = NoisePolicy(random.Random(zlib.crc32(f"noise:{cfg.seed}:{env_id}:{seed}".encode())), actions)
+        r = rollout(get_env(env_id), seed, local.relabeler, noise, 1.0 - cfg.noise,
+                    episode_rng(cfg.seed, 0, env_id, seed))
+        r.executed = dataclasses.replace(r.executed, teacher=f"noise({cfg.noise:g}):{cfg.teacher}")
+        for line in r.labelled:  # the teacher's tokens, paid in every state, for the summary
+            step, label = r.executed.steps[int(line.timings["dagger_step"])], line.steps[-1]
+            step.prompt_tokens, step.completion_tokens = label.prompt_tokens, label.completion_tokens
+        return r
+
+    return run
+
+
+def _noisy_on_disk(cfg: CollectConfig) -> tuple[dict[tuple[str, int], tuple[Episode, bool]], dict[tuple[str, int], int]]:
+    """A ``--noise`` collection on disk: (env, seed) -> (its executed episode, whether it is
+    done) and the number of labelled lines of each done seed. Labels of a seed whose executed
+    episode is not on disk (a kill between the two writes) or failed are dropped here, so a
+    resume writes them once."""
+    from distill.traces import rewrite_traces
+
+    found: dict[tuple[str, int], tuple[Episode, bool]] = {}
+    for ep in _read(executed_path(cfg.out)):  # a later line (a retried episode) replaces an earlier one
+        found[(ep.env_id, ep.seed)] = (ep, ep.error is None)
+    lines: dict[tuple[str, int], int] = {}
+    if Path(cfg.out).exists():
+        labels = list(_read(Path(cfg.out)))
+        keep = [e for e in labels if found.get((e.env_id, e.seed), (None, False))[1]]
+        if len(keep) < len(labels):
+            log.warning("%s: dropping %d labelled states of unfinished episodes", cfg.out, len(labels) - len(keep))
+            rewrite_traces(cfg.out, keep)
+        for e in keep:
+            lines[(e.env_id, e.seed)] = lines.get((e.env_id, e.seed), 0) + 1
+    return found, lines
+
+
 def collect(cfg: CollectConfig) -> CollectSummary:
-    """Run ``cfg.teacher`` on every (env, seed) not yet on disk and append the episodes.
+    """Run ``cfg.teacher`` on every (env, seed) not yet on disk and append the episodes
+    (with ``cfg.noise``: the labelled states of noisy episodes, see the module docstring).
 
     Returns:
         A summary of every requested (env, seed), counting episodes already on disk.
@@ -257,26 +379,48 @@ def collect(cfg: CollectConfig) -> CollectSummary:
 
     env_ids = _validate(cfg)
     _check_config(cfg)
+    noisy = cfg.noise > 0
     wanted = [(e, s) for e in env_ids for s in seeds(e, cfg.split, cfg.episodes, cfg.seed_start)]
-    on_disk = _on_disk(cfg)
-    todo = [k for k in wanted if k not in on_disk or on_disk[k][0].error is not None]
-    summary = CollectSummary(out=Path(cfg.out), failed=failed_path(cfg.out), resumed=len(wanted) - len(todo))
+    lines: dict[tuple[str, int], int] = {}
+    if noisy:
+        on_disk, lines = _noisy_on_disk(cfg)
+        todo = [k for k in wanted if not on_disk.get(k, (None, False))[1]]
+    else:
+        on_disk = _on_disk(cfg)
+        todo = [k for k in wanted if k not in on_disk or on_disk[k][0].error is not None]
+    summary = CollectSummary(out=Path(cfg.out), failed=executed_path(cfg.out) if noisy else failed_path(cfg.out),
+                             kept_label="states" if noisy else "kept", resumed=len(wanted) - len(todo))
     if summary.resumed:
         log.info("%s: resuming, %d of %d episodes already on disk", cfg.out, summary.resumed, len(wanted))
     live = {"ok": 0, "n": 0, "tokens": 0, "errors": 0}
     get_policy = _loader(cfg) if todo else None
     get_env = _env_getter()
+    if noisy:
+        run = _noisy_runner(cfg, get_policy, get_env) if todo else None
+    else:
+        def run(env_id: str, seed: int) -> Any:
+            return _run_one(get_policy, get_env, env_id, seed)
     write_json_atomic(config_path(cfg.out), asdict(cfg))
     if todo:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
         with TraceWriter(cfg.out) as writer, TraceWriter(summary.failed) as failed, \
                 Progress(*columns, disable=not cfg.progress) as bar:
-            task = bar.add_task(f"collect {cfg.teacher}", total=len(wanted), completed=summary.resumed, stats="")
+            what = f"collect {cfg.teacher}" + (f" (noise {cfg.noise:g})" if noisy else "")
+            task = bar.add_task(what, total=len(wanted), completed=summary.resumed, stats="")
 
-            def record(ep: Episode) -> None:
-                keep = ep.error is None and (ep.success or not cfg.only_success)
-                (writer if keep else failed).write(ep)
+            def record(result: Any) -> None:
+                if noisy:  # labels first, then the executed episode that marks the seed done
+                    ep = result.executed
+                    keep = ep.error is None
+                    if keep:
+                        writer.write_many(result.labelled)
+                        lines[(ep.env_id, ep.seed)] = len(result.labelled)
+                    failed.write(ep)
+                else:
+                    ep = result
+                    keep = ep.error is None and (ep.success or not cfg.only_success)
+                    (writer if keep else failed).write(ep)
                 on_disk[(ep.env_id, ep.seed)] = (ep, keep)
                 live["n"] += 1
                 live["ok"] += int(ep.success)
@@ -288,30 +432,31 @@ def collect(cfg: CollectConfig) -> CollectSummary:
 
             if cfg.concurrency == 1:
                 for env_id, seed in todo:
-                    record(_run_one(get_policy, get_env, env_id, seed))
+                    record(run(env_id, seed))
             else:
-                _run_threads(cfg.concurrency, get_policy, get_env, todo, record)
+                _run_threads(cfg.concurrency, run, todo, record)
     for env_id, seed in wanted:
         ep, kept = on_disk[(env_id, seed)]
-        summary.per_env.setdefault(env_id, EnvTally()).add(ep, kept)
+        summary.per_env.setdefault(env_id, EnvTally()).add(ep, lines.get((env_id, seed), 0) if noisy else kept)
     return summary
 
 
-def _run_threads(n: int, get_policy: Any, get_env: Any, todo: list[tuple[str, int]], record: Any) -> None:
-    """Run ``todo`` on ``n`` threads; records are written from this thread only."""
+def _run_threads(n: int, run: Any, todo: list[tuple[str, int]], record: Any) -> None:
+    """Run ``run(env_id, seed)`` for ``todo`` on ``n`` threads; records are written from this
+    thread only."""
     pool = ThreadPoolExecutor(n, thread_name_prefix="collect")
     pending = iter(todo)
-    running: set[Future[Episode]] = set()
+    running: set[Future[Any]] = set()
     try:
         for key in itertools.islice(pending, 2 * n):
-            running.add(pool.submit(_run_one, get_policy, get_env, *key))
+            running.add(pool.submit(run, *key))
         while running:
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for f in finished:
                 record(f.result())
                 nxt = next(pending, None)
                 if nxt is not None:
-                    running.add(pool.submit(_run_one, get_policy, get_env, *nxt))
+                    running.add(pool.submit(run, *nxt))
     finally:
         # On Ctrl-C: drop what has not started; episodes in flight are lost, not half-written.
         pool.shutdown(wait=False, cancel_futures=True)

@@ -261,7 +261,7 @@ def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int,
     ``rollouts.jsonl``; labels of an unfinished one are dropped on resume)."""
     import envs
     from agent.policies import load_policy
-    from distill.traces import TraceWriter, iter_traces, repair_torn_tail
+    from distill.traces import TraceWriter, iter_traces, repair_torn_tail, rewrite_traces
 
     labels_path, rollouts_path = it / "labels.jsonl", it / "rollouts.jsonl"
     done: set[tuple[str, int]] = set()
@@ -271,7 +271,7 @@ def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int,
     if labels_path.is_file():
         repair_torn_tail(labels_path)
         keep = [e for e in iter_traces(labels_path) if (e.env_id, e.seed) in done]
-        _rewrite(labels_path, keep)
+        rewrite_traces(labels_path, keep)
     student = None
     if beta < 1.0:
         student = load_policy(str(student_spec), sampling=Sampling(max_tokens=cfg.max_tokens),
@@ -286,24 +286,13 @@ def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int,
                     continue
                 r = rollout(env, seed, relabeler, student, beta, episode_rng(cfg.seed, i, env_id, seed),
                             max_steps=cfg.max_steps)
-                for line in r.labelled:
-                    lw.write(line)
+                lw.write_many(r.labelled)
                 rw.write(r.executed)
     if student is not None and hasattr(student, "close"):
         student.close()
     executed = list(iter_traces(rollouts_path))
     return {"rollout_success": sum(e.success for e in executed) / max(1, len(executed)),
             "states_new": _count_lines(labels_path), "teacher_calls": relabeler.stats.calls - calls0}
-
-
-def _rewrite(path: Path, episodes: list[Episode]) -> None:
-    import os
-
-    from distill.traces import episode_to_line
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(episode_to_line(e) for e in episodes), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _count_lines(path: str | Path) -> int:

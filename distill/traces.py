@@ -100,7 +100,12 @@ class TraceWriter:
         self._f = open(self.path, "ab", buffering=0)
 
     def write(self, episode: Episode) -> None:
-        data = memoryview(episode_to_line(episode).encode("utf-8"))
+        self.write_many([episode])
+
+    def write_many(self, episodes: list[Episode]) -> None:
+        """Append several episodes in one ``write`` call (the labelled states of one rollout:
+        a kill leaves all of them or none, short of a torn last line)."""
+        data = memoryview("".join(episode_to_line(e) for e in episodes).encode("utf-8"))
         while data:  # a regular file takes it whole; loop in case a call writes less
             data = data[self._f.write(data):]
         os.fsync(self._f.fileno())
@@ -175,4 +180,12 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n",
                    encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def rewrite_traces(path: str | os.PathLike[str], episodes: list[Episode]) -> None:
+    """Replace trace file ``path`` by ``episodes``, through a temp file and a rename."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text("".join(episode_to_line(e) for e in episodes), encoding="utf-8")
     os.replace(tmp, p)

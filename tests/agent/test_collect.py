@@ -155,3 +155,80 @@ def test_refuses_to_mix_teachers_in_one_file(tmp_path):
     with pytest.raises(ValueError, match="teacher: 'expert' on disk, 'openai:x' now"):
         collect(CollectConfig(teacher="openai:x", env="frozenlake-4x4", episodes=1, out=out, progress=False))
     assert len(read_traces(out)) == 1
+
+
+# ---------------------------------------------------------------- --noise (DART-style)
+MOVES = "turn left,turn right,go forward"
+
+
+def _replay_expert_actions(label_lines, executed) -> list[str]:
+    """The expert's action in each labelled state, recomputed by replaying the executed
+    episode up to it (a line keeps only the history a prompt shows)."""
+    env = envs.make("babyai-goto-local")
+    got = []
+    for ep in label_lines:
+        env.reset(seed=ep.seed)
+        for s in executed[ep.seed].steps[: int(ep.timings["dagger_step"])]:
+            env.step(s.action)
+        got.append(env.expert().act().action)
+    return got
+
+
+def test_noise_labels_every_state_the_noisy_episodes_visit(tmp_path):
+    cfg = CollectConfig(env="babyai-goto-local", episodes=6, out=str(tmp_path / "n.jsonl"), noise=0.4,
+                        noise_actions=MOVES, progress=False)
+    s = collect(cfg)
+    executed = read_traces(Path(cfg.out + ".executed.jsonl"), strict=True)
+    labels = read_traces(cfg.out, strict=True)
+    assert sorted(e.seed for e in executed) == envs.seeds("babyai-goto-local", "train", 6)
+    assert all(e.teacher == "noise(0.4):expert" for e in executed)
+    # One line per executed step, each with its history as context only and one target.
+    assert len(labels) == sum(e.n_steps for e in executed) == s.total.kept
+    for ep in labels:
+        assert ep.teacher == "expert" and ep.steps[-1].valid and not any(x.valid for x in ep.steps[:-1])
+        assert ep.steps[-1].rationale and ep.steps[-1].raw.startswith("Thought: ")
+    # The targets are the expert's actions in the states the noisy episode reached ...
+    by_seed = {e.seed: e for e in executed}
+    assert [ep.steps[-1].action for ep in labels] == _replay_expert_actions(labels, by_seed)
+    # ... and the noise really took the episodes off the expert's path, with moves only.
+    off = [(ep.steps[-1].action, by_seed[ep.seed].steps[int(ep.timings["dagger_step"])].action) for ep in labels]
+    assert sum(a != b for a, b in off) >= 3
+    assert {b for _, b in off} <= set(MOVES.split(","))
+    # Seeded: another --concurrency writes the same lines.
+    cfg2 = CollectConfig(**{**cfg.__dict__, "out": str(tmp_path / "n2.jsonl"), "concurrency": 2})
+    collect(cfg2)
+    assert sorted(Path(cfg2.out).read_text().splitlines()) == sorted(Path(cfg.out).read_text().splitlines())
+
+
+def test_noise_resume_drops_the_labels_of_an_unfinished_episode_and_writes_them_once(tmp_path, caplog):
+    full = CollectConfig(env="babyai-goto-local", episodes=5, out=str(tmp_path / "full.jsonl"), noise=0.5,
+                         progress=False)
+    collect(full)
+    cut = CollectConfig(**{**full.__dict__, "out": str(tmp_path / "cut.jsonl")})
+    collect(cut)
+    # As if killed after the last seed's labels were written but before its executed episode,
+    # and then half-way through the labels of a next write.
+    ex = Path(cut.out + ".executed.jsonl")
+    ex.write_text("".join(ex.read_text().splitlines(keepends=True)[:-1]))
+    with open(cut.out, "a") as f:
+        f.write('{"schema": 1, "env_id": "babyai-goto-local", "seed": 9')
+    with caplog.at_level("WARNING"):
+        s = collect(cut)
+    assert s.new == 1 and s.resumed == 4
+    assert "dropping" in caplog.text
+    assert Path(cut.out).read_text() == Path(full.out).read_text()
+
+
+def test_noise_bad_settings_are_one_line_errors(tmp_path):
+    out = str(tmp_path / "n.jsonl")
+    for args, msg in ((["--noise", "1.5"], "--noise: expected a probability in [0, 1], got 1.5"),
+                      (["--noise", "nan"], "--noise: expected a probability"),
+                      (["--noise-actions", "up"], "--noise-actions: has no effect without --noise"),
+                      (["--noise", "0.2", "--noise-actions", "up,jump"],
+                       "--noise-actions: 'jump' not legal in frozenlake-4x4 (its legal actions: left, down, right, up)")):
+        r = subprocess.run([AGENTKD, "collect", "--env", "frozenlake-4x4", "--episodes", "2", "--out", out, *args],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and msg in " ".join(r.stderr.split()) and "Traceback" not in r.stderr, r.stderr
+    collect(CollectConfig(env="frozenlake-4x4", episodes=1, out=out, progress=False))
+    with pytest.raises(ValueError, match="noise: 0.0 on disk, 0.2 now"):
+        collect(CollectConfig(env="frozenlake-4x4", episodes=1, out=out, noise=0.2, progress=False))
