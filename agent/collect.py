@@ -78,7 +78,7 @@ class CollectConfig:
     max_tokens: int = 160
     """Cap on generated tokens per decision."""
     seed: int = 0
-    """Sampling seed of LLM teachers."""
+    """Sampling seed of LLM teachers, and the seed of --noise's draws."""
     top_logprobs: int = 0
     """Top-k log-probabilities to record per generated token (0: none; for KD)."""
     n_threads: int | None = None
@@ -89,8 +89,8 @@ class CollectConfig:
     noise: float = 0.0
     """Noise injection (DART): probability that a step executes a random action instead of
     the teacher's; the teacher then labels every visited state and --out gets one line per
-    labelled state, whatever the episode's outcome (--only-success does not apply; see the
-    module docstring). 0: plain teacher episodes."""
+    labelled state, whatever the episode's outcome (--only-success does not apply), and the
+    executed episodes go to OUT.executed.jsonl. 0: plain teacher episodes."""
     noise_actions: str = ""
     """The actions noise picks from, separated by commas (e.g. 'turn left,turn right,go
     forward'; each must be legal in the env's first state). Default: any legal action."""
