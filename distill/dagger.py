@@ -68,7 +68,8 @@ class DaggerConfig:
     beta_decay: float = 0.5
     """beta_i = beta_decay ** i: probability that the teacher's action is executed in iteration i."""
     episodes: int = 20
-    """Rollouts on fresh train seeds per env and iteration."""
+    """Rollouts on fresh train seeds per env and iteration. Their labelled states should be
+    a fair share of the aggregate: under 5% of it (a large --traces file) is warned about."""
     sft_episodes: int = 0
     """Teacher rollouts per env for the SFT start of a preset student (0: --episodes)."""
     sft_steps: int = 300
@@ -176,6 +177,8 @@ def dagger(cfg: DaggerConfig, *, teacher_factory: Any = None) -> dict[str, Any]:
         student_spec = (phase(f"{i}:export", lambda: _export(cfg, student_dir, it)) if cfg.rollout_backend == "gguf"
                         else f"hf:{student_dir}")
         row.update(states_total=sum(_count_states(f) for f in files), student=student_dir, policy=student_spec)
+        if i > 0 and (warning := small_share_warning(i, row["states_new"], row["states_total"])):
+            log.warning(warning)
         row.update(phase(f"{i}:eval", lambda: _success(cfg, student_spec, env_ids, out)))
         rows.append(row)
     teacher = phase("teacher:eval", lambda: _success(cfg, relabeler.policy.spec, env_ids, out))
@@ -184,6 +187,21 @@ def dagger(cfg: DaggerConfig, *, teacher_factory: Any = None) -> dict[str, Any]:
     write_json_atomic(out / "report.json", report)
     _write_markdown(report, out)
     return report
+
+
+#: Below this share of the aggregate, an iteration's new states moved a BabyAI student
+#: little (BENCHMARKS.md, DAgger: 2-4% gave 31 -> 34 of 50; 15-22% gave 31 -> 40).
+SMALL_SHARE = 0.05
+
+
+def small_share_warning(i: int, new: int, total: int) -> str | None:
+    """A warning when iteration ``i``'s ``new`` labelled states are under ``SMALL_SHARE`` of
+    the ``total`` the student trains on (large ``--traces``, few ``--episodes``), else None."""
+    if total <= 0 or new / total >= SMALL_SHARE:
+        return None
+    return (f"iteration {i}: its {new} new labelled states are {new / total:.1%} of the {total} in the "
+            f"aggregate; with so small a share the student barely moves (raise --episodes, or pass "
+            f"fewer --traces episodes)")
 
 
 def _validate(cfg: DaggerConfig) -> list[str]:

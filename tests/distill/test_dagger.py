@@ -76,6 +76,13 @@ def test_beta_schedule_decays_from_one():
         dg.beta_schedule(1, 1.5)
 
 
+def test_a_small_share_of_new_states_is_warned_about():
+    w = dg.small_share_warning(1, 330, 17455)  # the 40-rollout BabyAI run of BENCHMARKS.md
+    assert w is not None and "330 new labelled states are 1.9% of the 17455" in w and "--episodes" in w
+    assert dg.small_share_warning(1, 3119, 20244) is None  # its 400-rollout run: 15%
+    assert dg.small_share_warning(2, 0, 0) is None
+
+
 def test_beta_one_executes_the_teacher_and_beta_zero_the_student():
     env, student = envs.make(ENV), ScriptedStudent("up")
     teacher_run = dg.rollout(env, 0, expert_relabeler(), student, 1.0, random.Random(0))
