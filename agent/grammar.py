@@ -10,11 +10,15 @@ call of one of the tools with arguments matching its JSON schema
 (``{"tool": NAME, "args": {...}}``) or a final answer (``{"answer": VALUE}``). llama.cpp
 allows the end-of-turn token only once the grammar is complete, so generation stops right
 after the action.
+
+A string argument whose schema carries ``"x-copy": true`` (``COPY_KEY``: a name the question
+or a tool result gives, such as the entity of ``lookup``) is a copy: with ``copy_args`` on,
+the grammar lets it be only a span of up to ``MAX_COPY_WORDS`` whole words of the episode's
+text (``copy_spans``), so a model that starts a name right cannot drift into another.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from typing import Any
@@ -25,6 +29,10 @@ from agent.types import Context
 MAX_JSON_STRING = 200
 #: Cap on a free-text action (an env that gives no legal-action list and no tools).
 MAX_FREE_ACTION = 200
+#: JSON-schema key of a tool argument copied from the episode's text (see the module docstring).
+COPY_KEY = "x-copy"
+#: Longest copied span, in words.
+MAX_COPY_WORDS = 4
 
 # A rationale character: anything but a line break. "<|" is excluded so that the text of a
 # chat control token (whose piece is "<|user|>" etc.) cannot be sampled inside a thought.
@@ -37,7 +45,8 @@ def gbnf_literal(text: str) -> str:
     return f'"{escaped}"'
 
 
-def grammar_for(context: Context, max_rationale_chars: int, *, action_only: bool = False) -> str:
+def grammar_for(context: Context, max_rationale_chars: int, *, action_only: bool = False,
+                copy_args: bool = True) -> str:
     """The GBNF grammar of one decision in ``context``.
 
     Args:
@@ -46,6 +55,8 @@ def grammar_for(context: Context, max_rationale_chars: int, *, action_only: bool
             ``<`` and the character after it count as one).
         action_only: the grammar of the action alone (what follows ``Action: ``), used to
             finish a completion whose token budget ran out inside the rationale.
+        copy_args: tool arguments marked ``x-copy`` may only be spans of the episode's text
+            (``context_spans``); off: any string.
 
     Returns:
         GBNF text whose root rule is the whole completion (or the action).
@@ -53,7 +64,8 @@ def grammar_for(context: Context, max_rationale_chars: int, *, action_only: bool
     if max_rationale_chars < 0:
         raise ValueError(f"max_rationale_chars: expected >= 0, got {max_rationale_chars}")
     if context.tools:
-        action_rules = tool_action_rules(context.tools, context.legal_actions)
+        action_rules = tool_action_rules(context.tools, context.legal_actions,
+                                         context_spans(context) if copy_args else None)
     elif context.legal_actions:
         alts = " | ".join(gbnf_literal(a) for a in dict.fromkeys(context.legal_actions))
         action_rules = f"action ::= {alts}"
@@ -98,13 +110,81 @@ def in_grammar(completion: str, context: Context, max_rationale_chars: int, *, a
     return bool(_FREE_ACTION_RE.fullmatch(action)) and (at_end_token or len(action) == MAX_FREE_ACTION)
 
 
-def action_schema(tools: list[dict[str, Any]], legal_actions: list[str] | None = None) -> dict[str, Any]:
+_SPAN_BREAK = re.compile(r"->|[\n,;:?!()\[\]{}\"=<>|]|\.(?=\s|$)")
+
+
+def copy_spans(text: str, max_words: int = MAX_COPY_WORDS) -> list[str]:
+    """Every run of 1 to ``max_words`` whole words of ``text`` that no punctuation breaks
+    (line breaks, ``,;:?!()[]{}"=<>|``, ``->``, a sentence's full stop), in first-seen order;
+    a word's possessive ``'s`` is dropped as well as kept.
+
+    >>> copy_spans("Where does Rena Findor's sister live?", 2)[4:7]
+    ['Rena', "Rena Findor's", 'Rena Findor']
+    """
+    spans: dict[str, None] = {}
+    for segment in _SPAN_BREAK.split(text):
+        words = segment.split()
+        for i in range(len(words)):
+            for j in range(i + 1, min(i + max_words, len(words)) + 1):
+                span = " ".join(words[i:j])
+                spans[span] = None
+                if span.endswith("'s") and len(span) > 2:
+                    spans[span[:-2]] = None
+    return [s for s in spans if len(s) <= MAX_JSON_STRING]
+
+
+def context_spans(context: Context) -> list[str] | None:
+    """The spans (``copy_spans``) of the episode's text a copied argument may be: the
+    earlier observations and the current one. None when no tool argument is marked."""
+    if not context.tools or not any(_copy_marked(t) for t in context.tools):
+        return None
+    seen = dict.fromkeys(t.observation for t in context.history)
+    seen[context.observation] = None
+    return copy_spans("\n".join(seen))
+
+
+def _copy_marked(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return schema.get(COPY_KEY) is True or any(_copy_marked(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_copy_marked(v) for v in schema)
+    return False
+
+
+def strip_copy_marks(schema: Any) -> Any:
+    """``schema`` without its ``x-copy`` keys (for servers that take the schema itself)."""
+    if isinstance(schema, dict):
+        return {k: strip_copy_marks(v) for k, v in schema.items() if k != COPY_KEY}
+    if isinstance(schema, list):
+        return [strip_copy_marks(v) for v in schema]
+    return schema
+
+
+def _copies(schema: Any, spans: list[str] | None) -> Any:
+    """``schema`` with each ``x-copy`` string restricted to ``spans`` (none: any string)."""
+    if isinstance(schema, dict):
+        out = {k: _copies(v, spans) for k, v in schema.items() if k != COPY_KEY}
+        if schema.get(COPY_KEY) is True and out.get("type") == "string" and spans:
+            limit = out.pop("maxLength", MAX_JSON_STRING)
+            out.pop("minLength", None)
+            out.pop("pattern", None)
+            out["enum"] = [s for s in spans if len(s) <= limit] or spans
+        return out
+    if isinstance(schema, list):
+        return [_copies(v, spans) for v in schema]
+    return schema
+
+
+def action_schema(tools: list[dict[str, Any]], legal_actions: list[str] | None = None,
+                  spans: list[str] | None = None) -> dict[str, Any]:
     """A JSON schema of one tool-env action: a call of one of ``tools`` or a final answer.
 
     Args:
         tools: OpenAI function-tool dicts (``{"type": "function", "function": {...}}``).
         legal_actions: when given and non-empty, only tools named in it are offered, and
             the answer only if ``"answer"`` is in it.
+        spans: what an ``x-copy`` argument may be (``context_spans``); None or empty: any
+            string (the mark is dropped).
     """
     legal = set(legal_actions or [])
     alternatives: list[dict[str, Any]] = []
@@ -116,7 +196,7 @@ def action_schema(tools: list[dict[str, Any]], legal_actions: list[str] | None =
             raise ValueError(f"tool schema: expected a function with a name, got {tool!r}")
         if legal and name not in legal:
             continue
-        params = _bounded(copy.deepcopy(fn.get("parameters") or {"type": "object", "properties": {}}))
+        params = _bounded(_copies(fn.get("parameters") or {"type": "object", "properties": {}}, spans))
         defs.update(params.pop("$defs", {}))
         alternatives.append({
             "type": "object",
@@ -144,11 +224,12 @@ def action_schema(tools: list[dict[str, Any]], legal_actions: list[str] | None =
     return schema
 
 
-def tool_action_rules(tools: list[dict[str, Any]], legal_actions: list[str] | None = None) -> str:
+def tool_action_rules(tools: list[dict[str, Any]], legal_actions: list[str] | None = None,
+                      spans: list[str] | None = None) -> str:
     """GBNF rules (root renamed ``action``) for one line of tool-call / answer JSON."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    gbnf = json_schema_to_gbnf(json.dumps(action_schema(tools, legal_actions)),
+    gbnf = json_schema_to_gbnf(json.dumps(action_schema(tools, legal_actions, spans)),
                                prop_order=["tool", "args", "answer"])
     lines = []
     for line in gbnf.splitlines():

@@ -56,6 +56,10 @@ class RunOptions:
     grammar: bool = False
     """openai: policies served by llama.cpp: send each decision's GBNF grammar (legal actions
     only), as gguf: policies always do."""
+    copy_args: bool = True
+    """Under the grammar (gguf:, and openai: with --grammar), a tool argument the tool marks
+    as copied (the name of an entity or item) may only be a span of the episode's text;
+    --no-copy-args lets the model write any string there."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -78,6 +82,9 @@ class RunOptions:
             kw["prompt_variant"] = self.prompt_variant
         if self.grammar and spec.startswith("openai:"):  # the other backends have no such option
             kw["grammar"] = True
+        if not self.copy_args and (spec.startswith("gguf:") or spec.endswith(".gguf")
+                                   or (self.grammar and spec.startswith("openai:"))):
+            kw["copy_args"] = False
         return kw
 
 

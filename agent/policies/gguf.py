@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.grammar import grammar_for, in_grammar
+from agent.grammar import context_spans, grammar_for, in_grammar
 from agent.prompt import chat_text, check_model_format, parse_completion, render_messages
 from agent.types import Context, Decision, Sampling, TopK
 from distill.gguf_writer import GGUFFileError, read_gguf_info
@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 CHECK_WINDOW = 16
 #: While checking does not pay, one decision in this many is still checked.
 RECHECK_EVERY = 8
+
+#: Compiled grammars kept (oldest dropped first): tool contexts with copied arguments have
+#: one a decision.
+MAX_CACHED_GRAMMARS = 64
 
 #: Token budget for finishing an action after the rationale used up ``max_tokens``.
 ACTION_TOKENS = 256
@@ -75,6 +79,8 @@ class GGUFPolicy:
             last ``CHECK_WINDOW`` checked decisions (at least 8) fell outside it, only one
             in ``RECHECK_EVERY`` is checked; the others are decoded under it at once (the
             same decision, without the wasted first pass).
+        copy_args: under the grammar, a tool argument marked ``x-copy`` (a name) may only
+            be a span of the episode's text (``agent.grammar.copy_spans``); off: any string.
         spec: the spec string to record (default ``gguf:PATH``).
         on_token: called with each piece of generated text as it is produced.
     """
@@ -89,6 +95,7 @@ class GGUFPolicy:
         use_grammar: bool = True,
         reuse_prefix: bool = True,
         check_grammar: bool = True,
+        copy_args: bool = True,
         spec: str | None = None,
         on_token: Callable[[str], None] | None = None,
     ) -> None:
@@ -103,6 +110,7 @@ class GGUFPolicy:
         self.use_grammar = use_grammar
         self.reuse_prefix = reuse_prefix
         self.check_grammar = check_grammar
+        self.copy_args = copy_args
         self.grammar_fallbacks = 0
         self._checked_outside: deque[bool] = deque(maxlen=CHECK_WINDOW)  # last checked decisions
         self._greedy_decisions = 0
@@ -152,9 +160,14 @@ class GGUFPolicy:
         import llama_cpp
 
         tools = json.dumps(context.tools, sort_keys=True) if context.tools else None
-        key = (tuple(context.legal_actions), tools, self.sampling.max_rationale_chars, action_only)
+        spans = context_spans(context) if self.copy_args else None
+        key = (tuple(context.legal_actions), tools, self.sampling.max_rationale_chars, action_only,
+               tuple(spans) if spans else None)
         if key not in self._grammars:
-            gbnf = grammar_for(context, self.sampling.max_rationale_chars, action_only=action_only)
+            if len(self._grammars) >= MAX_CACHED_GRAMMARS:  # copied spans differ every episode
+                self._grammars.pop(next(iter(self._grammars)))
+            gbnf = grammar_for(context, self.sampling.max_rationale_chars, action_only=action_only,
+                               copy_args=self.copy_args)
             self._grammars[key] = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
         return self._grammars[key]
 

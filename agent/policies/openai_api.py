@@ -107,6 +107,8 @@ class OpenAIPolicy:
         native_tools: in tool envs, bind the env's tools (native tool calling).
         grammar: send each decision's GBNF grammar (``agent.grammar``) in the request's
             ``grammar`` field, which llama.cpp's servers honour: only legal actions.
+        copy_args: in that grammar, a tool argument marked ``x-copy`` may only be a span of
+            the episode's text (as for ``gguf:``).
         spec: the spec string to record (default ``openai:MODEL``).
         sleep: how to wait between retries (tests pass a recorder).
     """
@@ -125,6 +127,7 @@ class OpenAIPolicy:
         max_backoff_s: float = 30.0,
         native_tools: bool = True,
         grammar: bool = False,
+        copy_args: bool = True,
         spec: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         n_threads: int | None = None,
@@ -147,6 +150,7 @@ class OpenAIPolicy:
             key = "not-needed"  # local servers (llama.cpp, vLLM, Ollama) ignore it
         self.native_tools = native_tools
         self.grammar = grammar
+        self.copy_args = copy_args
         self.delays = backoff_delays(max_retries, backoff_s, max_backoff_s)
         self._sleep = sleep
         s = self.sampling
@@ -171,10 +175,13 @@ class OpenAIPolicy:
         if self.grammar:
             from agent.grammar import grammar_for
 
-            body = {**self._extra, "grammar": grammar_for(context, self._thought_cap(context))}
+            body = {**self._extra, "grammar": grammar_for(context, self._thought_cap(context),
+                                                          copy_args=self.copy_args)}
             return self.llm.bind(extra_body=body)
         if context.tools and self.native_tools:
-            return self.llm.bind_tools([*context.tools, ANSWER_TOOL])
+            from agent.grammar import strip_copy_marks
+
+            return self.llm.bind_tools([*strip_copy_marks(context.tools), ANSWER_TOOL])
         return self.llm
 
     def _thought_cap(self, context: Context) -> int:

@@ -135,7 +135,7 @@ class ToolTaskEnv(TextEnv):
             self.tool_names, stateful=family in ("stateful", "mixed"))
         placeholder = World("train")
         self.tools: dict[str, BaseTool] = self._bind(placeholder, Order(placeholder))
-        self.tool_schemas: list[dict[str, Any]] = [tool_schema(t) for t in self.tools.values()]
+        self.tool_schemas: list[dict[str, Any]] = [tool_schema(t, copy_marks=True) for t in self.tools.values()]
         self.world = placeholder
         self.order = Order(placeholder)
         self.task: Task | None = None

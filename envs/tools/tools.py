@@ -26,6 +26,8 @@ from envs.tools.orders import MAX_QUANTITY, Order
 from envs.tools.world import ATTRIBUTE_NAMES, World
 
 MAX_NAME_CHARS = 60
+#: Schema mark of an argument copied from the episode's text (agent.grammar.COPY_KEY reads it).
+COPY_KEY = "x-copy"
 
 #: Tools that change the order; the others only read.
 ORDER_MUTATING = ("add_item", "remove_item")
@@ -64,12 +66,14 @@ class DateCalcArgs(_Args):
 
 
 class LookupArgs(_Args):
-    entity: str = Field(max_length=MAX_NAME_CHARS, description="The name of a city, person or company.")
+    entity: str = Field(max_length=MAX_NAME_CHARS, description="The name of a city, person or company.",
+                        json_schema_extra={COPY_KEY: True})
     attribute: Literal[ATTRIBUTE_NAMES] = Field(description="The fact to look up.")  # type: ignore[valid-type]
 
 
 class ItemArgs(_Args):
-    item: str = Field(max_length=MAX_NAME_CHARS, description="The name of a product of the shop.")
+    item: str = Field(max_length=MAX_NAME_CHARS, description="The name of a product of the shop.",
+                      json_schema_extra={COPY_KEY: True})
     quantity: int = Field(ge=1, le=MAX_QUANTITY, description="How many.")
 
 
@@ -119,10 +123,23 @@ def make_tools(world: World, order: Order) -> dict[str, BaseTool]:
     return tools
 
 
-def tool_schema(tool: BaseTool) -> dict[str, Any]:
+def tool_schema(tool: BaseTool, *, copy_marks: bool = False) -> dict[str, Any]:
     """The OpenAI function-tool dict of a tool: ``{"type": "function", "function":
-    {"name", "description", "parameters"}}``."""
-    return convert_to_openai_tool(tool)
+    {"name", "description", "parameters"}}``.
+
+    ``copy_marks``: also mark the arguments whose value is a name copied from the question
+    or a tool result (``"x-copy": true``, ``agent.grammar.COPY_KEY``; the names of entities
+    and items), which a grammar-constrained model may then only copy. The prompt's text of
+    the tools leaves the marks out.
+    """
+    schema = convert_to_openai_tool(tool)
+    if copy_marks and isinstance(tool.args_schema, type):
+        marked = tool.args_schema.model_json_schema().get("properties", {})
+        props = schema["function"]["parameters"].get("properties", {})
+        for arg, prop in props.items():
+            if marked.get(arg, {}).get(COPY_KEY) is True:
+                prop[COPY_KEY] = True
+    return schema
 
 
 def args_signature(tool: BaseTool) -> str:

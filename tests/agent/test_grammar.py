@@ -8,7 +8,8 @@ import llama_cpp
 import pytest
 
 import envs
-from agent.grammar import action_schema, gbnf_literal, grammar_for, in_grammar
+from agent.grammar import (COPY_KEY, action_schema, context_spans, copy_spans, gbnf_literal, grammar_for,
+                           in_grammar, strip_copy_marks)
 from agent.policies.gguf import GGUFPolicy
 from agent.prompt import make_context
 from agent.types import Context, Sampling
@@ -73,6 +74,50 @@ def test_tool_schema_offers_only_legal_tools_and_closes_objects():
     assert gbnf_literal('a"b\n') == '"a\\"b\\n"'
 
 
+LOOKUP = {"type": "function", "function": {"name": "lookup", "description": "Look up a fact.",
+          "parameters": {"type": "object", "required": ["entity"],
+                         "properties": {"entity": {"type": "string", "maxLength": 60, COPY_KEY: True}}}}}
+
+
+def test_copy_spans_are_word_runs_that_no_punctuation_breaks():
+    spans = copy_spans("Question: Where does Rena Findor's sister live?\nlookup(Rena Findor, city) -> Gur Hollow. "
+                       "Next", 3)
+    for s in ["Rena Findor", "Rena Findor's", "Where does Rena", "Gur Hollow", "Gur", "city", "Next"]:
+        assert s in spans
+    # no span runs over a break: ":", "?", "(", ",", ")", "->", a full stop, a line break
+    for s in ["Question: Where", "live lookup", "lookup(Rena", "Findor, city", "Hollow. Next", "city ->"]:
+        assert s not in spans
+    assert max(len(s.split()) for s in spans) == 3
+    assert len(spans) == len(set(spans))
+    assert copy_spans("  ") == []
+    assert copy_spans("1627.3 * 10") == ["1627.3", "1627.3 *", "1627.3 * 10", "*", "* 10", "10"]
+
+
+def test_copy_marked_argument_becomes_an_enum_of_the_episodes_spans():
+    ctx = Context("t", "", [], "Question: What is the city of Rena Findor?", ["lookup", "answer"],
+                  tools=[LOOKUP])
+    spans = context_spans(ctx)
+    assert "Rena Findor" in spans and "Rena Findor?" not in spans
+    entity = action_schema([LOOKUP], ["lookup"], spans)["oneOf"][0]["properties"]["args"]["properties"]["entity"]
+    assert entity == {"type": "string", "enum": spans}
+    # off (or nothing to copy from): any string, and the mark never reaches the JSON schema
+    free = action_schema([LOOKUP], ["lookup"])["oneOf"][0]["properties"]["args"]["properties"]["entity"]
+    assert free == {"type": "string", "maxLength": 60}
+    assert grammar_for(ctx, 20, copy_args=False) != grammar_for(ctx, 20)
+    assert '\\"Rena Findor\\"' in grammar_for(ctx, 20)
+    assert COPY_KEY not in json.dumps(strip_copy_marks([LOOKUP]))
+    assert context_spans(Context("t", "", [], "obs", ["calculator"], tools=[CALC])) is None  # nothing marked
+    llama_cpp.LlamaGrammar.from_string(grammar_for(ctx, 20), verbose=False)
+
+
+def test_tool_envs_mark_names_but_the_prompt_text_does_not_change():
+    env = envs.make("tools-mixed")
+    marked = {t["function"]["name"]: [a for a, p in t["function"]["parameters"]["properties"].items()
+                                      if p.get(COPY_KEY)] for t in env.tool_schemas}
+    assert marked["lookup"] == ["entity"] and marked["add_item"] == ["item"] and marked["calculator"] == []
+    assert COPY_KEY not in env.instructions
+
+
 def _episode(policy, env_id: str, seed: int) -> list[tuple[str, list[str], dict]]:
     """Play one episode; returns (action, legal actions, info after) per step."""
     env = envs.make(env_id)
@@ -114,3 +159,27 @@ def test_untrained_model_only_emits_wellformed_tool_calls(tiny_gguf):
             fn = next(t["function"] for t in env.tool_schemas if t["function"]["name"] == obj["tool"])
             assert set(fn["parameters"].get("required", [])) <= set(obj["args"])
             assert set(obj["args"]) <= set(fn["parameters"]["properties"])
+
+
+@pytest.mark.slow
+def test_untrained_model_copies_names_only_from_the_episode(tiny_gguf):
+    # an untrained model at temperature 1.5 writes anything, yet under the copy every entity
+    # it asks lookup for is a span of the question it was shown (lookup made the only legal
+    # tool, so each decision is a call)
+    from dataclasses import replace
+
+    contexts = []
+    for seed in envs.seeds("tools-chain", "test", 6):
+        env = envs.make("tools-chain")
+        obs, info = env.reset(seed=seed)
+        contexts.append(replace(make_context(env, obs, info, [], "full"), legal_actions=["lookup"]))
+    for copy_args in (True, False):
+        policy = GGUFPolicy(tiny_gguf, sampling=Sampling(temperature=1.5, max_tokens=32, max_rationale_chars=20,
+                                                         seed=7), copy_args=copy_args)
+        copied = []
+        for ctx in contexts:
+            call = json.loads(policy.act(ctx).action)
+            assert call["tool"] == "lookup"
+            copied.append(call["args"]["entity"] in context_spans(ctx))
+        # without the copy, the same model writes names the question never had
+        assert all(copied) if copy_args else not all(copied)

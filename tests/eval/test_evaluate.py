@@ -6,7 +6,7 @@ import pytest
 
 import envs
 from distill.traces import read_traces
-from eval.evaluate import EvalConfig, cli, eval_seeds, evaluate, parse_env_list
+from eval.evaluate import EvalConfig, RunOptions, cli, eval_seeds, evaluate, parse_env_list
 from eval.metrics import PEAK_RSS_KEY, wilson_interval
 
 ENV = "babyai-goto-local"
@@ -104,3 +104,13 @@ def test_max_steps_bounds_every_episode(tmp_path):
     eps = read_traces(result.records)
     assert max(e.n_steps for e in eps) == 2
     assert all(e.truncated for e in eps if e.n_steps == 2 and not e.success)
+
+
+def test_copy_args_reaches_only_the_grammar_backends():
+    off = RunOptions(copy_args=False)
+    assert off.load_kwargs("gguf:s.gguf")["copy_args"] is False
+    assert off.load_kwargs("s.gguf")["copy_args"] is False
+    assert "copy_args" not in off.load_kwargs("openai:m")  # no grammar sent: nothing to copy into
+    assert RunOptions(copy_args=False, grammar=True).load_kwargs("openai:m")["copy_args"] is False
+    assert "copy_args" not in off.load_kwargs("hf:dir") and "copy_args" not in off.load_kwargs("expert")
+    assert "copy_args" not in RunOptions().load_kwargs("gguf:s.gguf")  # on: the backends' default
