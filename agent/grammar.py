@@ -11,10 +11,11 @@ call of one of the tools with arguments matching its JSON schema
 allows the end-of-turn token only once the grammar is complete, so generation stops right
 after the action.
 
-A string argument whose schema carries ``"x-copy": true`` (``COPY_KEY``: a name the question
-or a tool result gives, such as the entity of ``lookup``) is a copy: with ``copy_args`` on,
-the grammar lets it be only a span of up to ``MAX_COPY_WORDS`` whole words of the episode's
-text (``copy_spans``), so a model that starts a name right cannot drift into another.
+A string or number argument whose schema carries ``"x-copy": true`` (``COPY_KEY``: a value
+the question or a tool result gives, such as the entity of ``lookup`` or the date of
+``date_calc``) is a copy: with ``copy_args`` on, the grammar lets it be only a span of up to
+``MAX_COPY_WORDS`` whole words of the episode's text (``copy_spans``), a number only one the
+text spells, so a model that starts a name or a number right cannot drift into another.
 """
 
 from __future__ import annotations
@@ -160,15 +161,40 @@ def strip_copy_marks(schema: Any) -> Any:
     return schema
 
 
+def _number(text: str, integer: bool) -> int | float | None:
+    """``text`` as the JSON number it spells exactly (``174``, ``11.8``), else None."""
+    try:
+        value: int | float = int(text) if integer else float(text)
+    except ValueError:
+        return None
+    if isinstance(value, float) and value.is_integer() and json.dumps(int(value)) == text:
+        value = int(value)
+    return value if json.dumps(value) == text else None
+
+
+def _copy_choices(schema: dict[str, Any], spans: list[str]) -> list[Any]:
+    """What an ``x-copy`` argument of ``schema``'s type may be, out of ``spans``."""
+    kind = schema.get("type")
+    if "enum" in schema or "const" in schema:  # already a closed set: the copy adds nothing
+        return []
+    if kind == "string":
+        limit = schema.get("maxLength", MAX_JSON_STRING)
+        return [s for s in spans if len(s) <= limit]
+    if kind in ("number", "integer"):
+        lo, hi = schema.get("minimum", float("-inf")), schema.get("maximum", float("inf"))
+        found = (_number(s, kind == "integer") for s in spans)
+        return list(dict.fromkeys(v for v in found if v is not None and lo <= v <= hi))
+    return []
+
+
 def _copies(schema: Any, spans: list[str] | None) -> Any:
-    """``schema`` with each ``x-copy`` string restricted to ``spans`` (none: any string)."""
+    """``schema`` with each ``x-copy`` string or number restricted to ``spans`` (none, or
+    none of the argument's type: anything its schema allows)."""
     if isinstance(schema, dict):
         out = {k: _copies(v, spans) for k, v in schema.items() if k != COPY_KEY}
-        if schema.get(COPY_KEY) is True and out.get("type") == "string" and spans:
-            limit = out.pop("maxLength", MAX_JSON_STRING)
-            out.pop("minLength", None)
-            out.pop("pattern", None)
-            out["enum"] = [s for s in spans if len(s) <= limit] or spans
+        choices = _copy_choices(out, spans) if schema.get(COPY_KEY) is True and spans else []
+        if choices:
+            return {"type": "string", "enum": choices} if out.get("type") == "string" else {"enum": choices}
         return out
     if isinstance(schema, list):
         return [_copies(v, spans) for v in schema]

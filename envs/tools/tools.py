@@ -26,7 +26,9 @@ from envs.tools.orders import MAX_QUANTITY, Order
 from envs.tools.world import ATTRIBUTE_NAMES, World
 
 MAX_NAME_CHARS = 60
-#: Schema mark of an argument copied from the episode's text (agent.grammar.COPY_KEY reads it).
+#: Schema mark of an argument copied from the episode's text (agent.grammar.COPY_KEY reads it):
+#: names, dates and the amounts a question gives. Not the calculator's expression, which
+#: combines numbers, nor the answer, which a count may compute.
 COPY_KEY = "x-copy"
 
 #: Tools that change the order; the others only read.
@@ -48,7 +50,8 @@ class CalculatorArgs(_Args):
 
 
 class ConvertUnitsArgs(_Args):
-    value: float = Field(ge=-units.MAX_VALUE, le=units.MAX_VALUE, description="The amount to convert.")
+    value: float = Field(ge=-units.MAX_VALUE, le=units.MAX_VALUE, description="The amount to convert.",
+                         json_schema_extra={COPY_KEY: True})
     from_unit: Literal[units.UNITS] = Field(description="The unit of value.")  # type: ignore[valid-type]
     to_unit: Literal[units.UNITS] = Field(description="The unit to convert to (same dimension).")  # type: ignore[valid-type]
 
@@ -58,11 +61,12 @@ class DateCalcArgs(_Args):
         description="add or subtract amount units to date; days_between date and end_date; "
         "day_of_week of date."
     )
-    date: str = Field(max_length=10, description="A date as YYYY-MM-DD.")
+    date: str = Field(max_length=10, description="A date as YYYY-MM-DD.", json_schema_extra={COPY_KEY: True})
     amount: int = Field(0, ge=-units.MAX_DATE_AMOUNT, le=units.MAX_DATE_AMOUNT,
-                        description="How many units to add or subtract.")
+                        description="How many units to add or subtract.", json_schema_extra={COPY_KEY: True})
     unit: Literal[units.DATE_UNITS] = Field("days", description="days, weeks or months.")  # type: ignore[valid-type]
-    end_date: str = Field("", max_length=10, description="The second date for days_between.")
+    end_date: str = Field("", max_length=10, description="The second date for days_between.",
+                          json_schema_extra={COPY_KEY: True})
 
 
 class LookupArgs(_Args):
@@ -74,7 +78,7 @@ class LookupArgs(_Args):
 class ItemArgs(_Args):
     item: str = Field(max_length=MAX_NAME_CHARS, description="The name of a product of the shop.",
                       json_schema_extra={COPY_KEY: True})
-    quantity: int = Field(ge=1, le=MAX_QUANTITY, description="How many.")
+    quantity: int = Field(ge=1, le=MAX_QUANTITY, description="How many.", json_schema_extra={COPY_KEY: True})
 
 
 class NoArgs(_Args):

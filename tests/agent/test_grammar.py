@@ -110,11 +110,29 @@ def test_copy_marked_argument_becomes_an_enum_of_the_episodes_spans():
     llama_cpp.LlamaGrammar.from_string(grammar_for(ctx, 20), verbose=False)
 
 
+def test_copied_numbers_are_the_numbers_the_text_spells():
+    conv = {"type": "function", "function": {"name": "convert", "description": "", "parameters": {
+        "type": "object", "required": ["value", "n"], "properties": {
+            "value": {"type": "number", COPY_KEY: True},
+            "n": {"type": "integer", "minimum": 0, "maximum": 200, COPY_KEY: True},
+            "unit": {"type": "string", "enum": ["cm", "m"], COPY_KEY: True}}}}}
+    spans = copy_spans("lookup(Bo, height_cm) -> 174\nlookup(Bo, temp) -> 11.8; -3 and 007 and 1e5 on 1996-04-13")
+    props = action_schema([conv], ["convert"], spans)["oneOf"][0]["properties"]["args"]["properties"]
+    assert props["value"] == {"enum": [174, 11.8, -3]}  # 007 and 1e5 spell no JSON number
+    assert props["n"] == {"enum": [174]}                 # integers in range only
+    assert props["unit"] == {"type": "string", "enum": ["cm", "m"]}  # no span fits: its own enum stays
+    assert json.dumps(props["value"]["enum"]) == "[174, 11.8, -3]"
+    grammar = grammar_for(Context("t", "", [], "obs", ["convert"], tools=[conv]), 10)
+    llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+
+
 def test_tool_envs_mark_names_but_the_prompt_text_does_not_change():
     env = envs.make("tools-mixed")
     marked = {t["function"]["name"]: [a for a, p in t["function"]["parameters"]["properties"].items()
                                       if p.get(COPY_KEY)] for t in env.tool_schemas}
-    assert marked["lookup"] == ["entity"] and marked["add_item"] == ["item"] and marked["calculator"] == []
+    assert marked["lookup"] == ["entity"] and marked["add_item"] == ["item", "quantity"]
+    assert marked["date_calc"] == ["date", "amount", "end_date"] and marked["convert_units"] == ["value"]
+    assert marked["calculator"] == [] and marked["order_total"] == []
     assert COPY_KEY not in env.instructions
 
 
@@ -183,3 +201,36 @@ def test_untrained_model_copies_names_only_from_the_episode(tiny_gguf):
             copied.append(call["args"]["entity"] in context_spans(ctx))
         # without the copy, the same model writes names the question never had
         assert all(copied) if copy_args else not all(copied)
+
+
+@pytest.mark.parametrize("env_id", ["tools-single", "tools-chain", "tools-compare", "tools-stateful"])
+def test_copy_never_forbids_what_the_expert_writes(env_id):
+    # every argument the expert sends, marked x-copy or not, is one the copying grammar allows,
+    # literally (a number as the text spells it): names, dates and amounts all come from the text
+    from agent.types import Decision
+
+    copied = 0
+    for split in ("train", "test"):
+        for seed in envs.seeds(env_id, split, 15):
+            env = envs.make(env_id)
+            obs, info = env.reset(seed=seed)
+            expert, history, done = env.expert(), [], False
+            while not done:
+                ctx = make_context(env, obs, info, history, "full")
+                step = expert.act()
+                call = json.loads(step.action)
+                if "tool" in call:
+                    schema = action_schema(ctx.tools, ctx.legal_actions, context_spans(ctx))
+                    alt = next(a for a in schema["oneOf"] if a["properties"].get("tool") == {"const": call["tool"]})
+                    props = alt["properties"]["args"]["properties"]
+                    for arg, value in call["args"].items():
+                        if "enum" in props[arg] and "x-copy" in json.dumps(
+                                next(t for t in ctx.tools if t["function"]["name"] == call["tool"])
+                                ["function"]["parameters"]["properties"][arg]):
+                            assert json.dumps(value) in [json.dumps(v) for v in props[arg]["enum"]], (arg, value)
+                            copied += 1
+                history.append(ctx.turn(Decision(step.rationale, step.action)))
+                obs, _, term, trunc, info = env.step(step.action)
+                done = term or trunc
+            assert info.get("success", True)
+    assert copied
