@@ -65,6 +65,8 @@ class Config:
     """``agentkd dagger --mixed-precision``: no | bf16 (fast only on CPUs with AVX512-BF16)."""
     action_only: bool = False
     """Train on actions only (no rationales): much faster rollouts on CPU."""
+    rename_entities: bool = False
+    """``agentkd dagger --rename-entities``: tool-use envs, names renamed in training."""
     test_episodes: int = 50
     """Held-out test seeds per env."""
     max_steps: int = 60
@@ -101,7 +103,7 @@ def main(cfg: Config) -> None:
                           iterations=cfg.iterations, beta_decay=cfg.beta_decay, episodes=cfg.episodes,
                           sft_episodes=cfg.sft_episodes, sft_steps=cfg.sft_steps, steps=cfg.steps,
                           batch_size=cfg.batch_size, lr=cfg.lr, mixed_precision=cfg.mixed_precision,
-                          action_only=cfg.action_only,
+                          action_only=cfg.action_only, rename_entities=cfg.rename_entities,
                           test_episodes=cfg.test_episodes, max_steps=cfg.max_steps, max_tokens=cfg.max_tokens,
                           progress=False)
         t0 = time.perf_counter()

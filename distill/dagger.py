@@ -89,6 +89,10 @@ class DaggerConfig:
     """Tokenizer size of a preset student."""
     action_only: bool = False
     """Train on the teacher's actions only (no rationales): shorter completions, faster rollouts."""
+    rename_entities: bool = False
+    """Tool-use envs: every training line's made-up names renamed afresh (``agentkd train
+    --rename-entities``, from the student tokenizer's pieces), as the start was trained; without
+    it a renamed start is trained on the train worlds' own names again."""
     val_frac: float = 0.05
     """Labelled states held out for validation (best-checkpoint choice)."""
     kd: Literal["none", "forward", "reverse", "jsd"] = "none"
@@ -237,7 +241,7 @@ def _is_preset(student: str) -> bool:
 #: Fields that must not change when a run is resumed (they define its data and students).
 _FIXED = ("env", "teacher", "student", "traces", "beta_decay", "episodes", "sft_episodes", "sft_steps",
           "steps", "seed", "max_steps", "kd", "action_only", "top_logprobs", "test_episodes",
-          "rollout_backend", "rollout_quant")
+          "rollout_backend", "rollout_quant", "rename_entities")
 
 
 def _load_state(cfg: DaggerConfig, out: Path) -> dict[str, Any]:
@@ -246,8 +250,10 @@ def _load_state(cfg: DaggerConfig, out: Path) -> dict[str, Any]:
     path = out / STATE_FILE
     if path.is_file():
         state = json.loads(path.read_text(encoding="utf-8"))
-        diff = [f"{k}: {state['config'].get(k)!r} on disk, {getattr(cfg, k)!r} now" for k in _FIXED
-                if state["config"].get(k) != getattr(cfg, k)]
+        # a field newer than the run on disk: it ran at the field's default
+        on_disk = {k: state["config"].get(k, getattr(DaggerConfig, k, None)) for k in _FIXED}
+        diff = [f"{k}: {on_disk[k]!r} on disk, {getattr(cfg, k)!r} now" for k in _FIXED
+                if on_disk[k] != getattr(cfg, k)]
         if diff:
             raise ValueError(f"{out}: a DAgger run with another config ({'; '.join(diff)}); "
                              "use another --out or the same settings to resume")
@@ -341,7 +347,7 @@ def _train(cfg: DaggerConfig, i: int, files: list[str], student_dir: str | None,
                      vocab_size=cfg.vocab_size, kd=cfg.kd, teacher=kd_teacher,
                      steps=cfg.sft_steps if student_dir is None else cfg.steps, batch_size=cfg.batch_size,
                      lr=cfg.lr, warmup=cfg.warmup, val_frac=cfg.val_frac, action_only=cfg.action_only,
-                     mixed_precision=cfg.mixed_precision,
+                     mixed_precision=cfg.mixed_precision, rename_entities=cfg.rename_entities,
                      # two validations per run pick the best checkpoint by loss; greedy accuracy
                      # on 64 states is logged only (decoding 256 cost more than the training)
                      eval_every=max(1, (cfg.sft_steps if student_dir is None else cfg.steps) // 2),

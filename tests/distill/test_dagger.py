@@ -314,3 +314,23 @@ def test_dagger_students_play_through_llama_cpp(tmp_path):
     bad = subprocess.run([*args[:-4], "--rollout-quant", "q3", "--out", str(tmp_path / "x")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "quant type: expected one of" in bad.stdout + bad.stderr
+
+
+def test_rename_entities_reaches_every_training_run(tmp_path, monkeypatch):
+    import distill.train
+
+    seen = []
+    monkeypatch.setattr(distill.train, "train", lambda tc: seen.append(tc) or tmp_path / "best")
+    for rename in (True, False):
+        cfg = dg.DaggerConfig(env="tools-chain", student="micro", out=str(tmp_path), rename_entities=rename)
+        dg._train(cfg, 0, ["a.jsonl"], None, tmp_path / "iter_0")
+    assert [tc.rename_entities for tc in seen] == [True, False]
+
+
+def test_a_run_from_before_a_new_field_resumes_at_its_default(tmp_path):
+    cfg = dg.DaggerConfig(env=ENV, student="nano", out=str(tmp_path))
+    state = {"config": {k: getattr(cfg, k) for k in dg._FIXED if k != "rename_entities"}, "done": []}
+    (tmp_path / dg.STATE_FILE).write_text(json.dumps(state))
+    dg._load_state(cfg, tmp_path)  # no error: it ran without renaming
+    with pytest.raises(ValueError, match="rename_entities: False on disk, True now"):
+        dg._load_state(dg.DaggerConfig(env=ENV, student="nano", out=str(tmp_path), rename_entities=True), tmp_path)
