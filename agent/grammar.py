@@ -57,7 +57,7 @@ def grammar_for(context: Context, max_rationale_chars: int, *, action_only: bool
         action_only: the grammar of the action alone (what follows ``Action: ``), used to
             finish a completion whose token budget ran out inside the rationale.
         copy_args: tool arguments marked ``x-copy`` may only be spans of the episode's text
-            (``context_spans``); off: any string.
+            (``context_spans``); off: anything their schema allows.
 
     Returns:
         GBNF text whose root rule is the whole completion (or the action).
@@ -209,8 +209,8 @@ def action_schema(tools: list[dict[str, Any]], legal_actions: list[str] | None =
         tools: OpenAI function-tool dicts (``{"type": "function", "function": {...}}``).
         legal_actions: when given and non-empty, only tools named in it are offered, and
             the answer only if ``"answer"`` is in it.
-        spans: what an ``x-copy`` argument may be (``context_spans``); None or empty: any
-            string (the mark is dropped).
+        spans: what an ``x-copy`` argument may be (``context_spans``); None or empty:
+            anything its schema allows (the mark is dropped).
     """
     legal = set(legal_actions or [])
     alternatives: list[dict[str, Any]] = []

@@ -79,8 +79,9 @@ class GGUFPolicy:
             last ``CHECK_WINDOW`` checked decisions (at least 8) fell outside it, only one
             in ``RECHECK_EVERY`` is checked; the others are decoded under it at once (the
             same decision, without the wasted first pass).
-        copy_args: under the grammar, a tool argument marked ``x-copy`` (a name) may only
-            be a span of the episode's text (``agent.grammar.copy_spans``); off: any string.
+        copy_args: under the grammar, a tool argument marked ``x-copy`` (a name, a date, an
+            amount) may only be a span of the episode's text, a number only as the text
+            spells it (``agent.grammar.copy_spans``); off: anything its schema allows.
         spec: the spec string to record (default ``gguf:PATH``).
         on_token: called with each piece of generated text as it is produced.
     """
