@@ -134,14 +134,20 @@ def copy_spans(text: str, max_words: int = MAX_COPY_WORDS) -> list[str]:
     return [s for s in spans if len(s) <= MAX_JSON_STRING]
 
 
-def context_spans(context: Context) -> list[str] | None:
-    """The spans (``copy_spans``) of the episode's text a copied argument may be: the
-    earlier observations and the current one. None when no tool argument is marked."""
+def copy_source(context: Context) -> str | None:
+    """The episode's text a copied argument comes from: the earlier observations and the
+    current one. None when no tool argument is marked (nothing to copy)."""
     if not context.tools or not any(_copy_marked(t) for t in context.tools):
         return None
     seen = dict.fromkeys(t.observation for t in context.history)
     seen[context.observation] = None
-    return copy_spans("\n".join(seen))
+    return "\n".join(seen)
+
+
+def context_spans(context: Context) -> list[str] | None:
+    """The spans (``copy_spans``) of ``copy_source(context)``; None when nothing is marked."""
+    text = copy_source(context)
+    return None if text is None else copy_spans(text)
 
 
 def _copy_marked(schema: Any) -> bool:

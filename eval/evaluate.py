@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.policies import normalize_spec
 from agent.types import Episode, Sampling
 from distill.traces import (SCHEMA_VERSION, TraceWriter, episode_from_dict, iter_traces,
                             repair_torn_tail)
@@ -80,10 +81,10 @@ class RunOptions:
         }
         if self.prompt_variant is not None:
             kw["prompt_variant"] = self.prompt_variant
-        if self.grammar and spec.startswith("openai:"):  # the other backends have no such option
+        kind = normalize_spec(spec).partition(":")[0]
+        if self.grammar and kind == "openai":  # the other backends have no such option
             kw["grammar"] = True
-        if not self.copy_args and (spec.startswith("gguf:") or spec.endswith(".gguf")
-                                   or (self.grammar and spec.startswith("openai:"))):
+        if not self.copy_args and (kind == "gguf" or (self.grammar and kind == "openai")):
             kw["copy_args"] = False
         return kw
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.grammar import context_spans, grammar_for, in_grammar
+from agent.grammar import copy_source, grammar_for, in_grammar
 from agent.prompt import chat_text, check_model_format, parse_completion, render_messages
 from agent.types import Context, Decision, Sampling, TopK
 from distill.gguf_writer import GGUFFileError, read_gguf_info
@@ -161,9 +161,9 @@ class GGUFPolicy:
         import llama_cpp
 
         tools = json.dumps(context.tools, sort_keys=True) if context.tools else None
-        spans = context_spans(context) if self.copy_args else None
-        key = (tuple(context.legal_actions), tools, self.sampling.max_rationale_chars, action_only,
-               tuple(spans) if spans else None)
+        # the copied spans follow from the episode's text: key by it, split it only on a miss
+        source = copy_source(context) if self.copy_args else None
+        key = (tuple(context.legal_actions), tools, self.sampling.max_rationale_chars, action_only, source)
         if key not in self._grammars:
             if len(self._grammars) >= MAX_CACHED_GRAMMARS:  # copied spans differ every episode
                 self._grammars.pop(next(iter(self._grammars)))

@@ -224,9 +224,8 @@ def test_copy_never_forbids_what_the_expert_writes(env_id):
                     alt = next(a for a in schema["oneOf"] if a["properties"].get("tool") == {"const": call["tool"]})
                     props = alt["properties"]["args"]["properties"]
                     for arg, value in call["args"].items():
-                        if "enum" in props[arg] and "x-copy" in json.dumps(
-                                next(t for t in ctx.tools if t["function"]["name"] == call["tool"])
-                                ["function"]["parameters"]["properties"][arg]):
+                        fn = next(t["function"] for t in ctx.tools if t["function"]["name"] == call["tool"])
+                        if fn["parameters"]["properties"][arg].get(COPY_KEY) and "enum" in props[arg]:
                             assert json.dumps(value) in [json.dumps(v) for v in props[arg]["enum"]], (arg, value)
                             copied += 1
                 history.append(ctx.turn(Decision(step.rationale, step.action)))
