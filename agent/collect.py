@@ -13,27 +13,17 @@
   (an API that kept failing) always go to the sidecar and are retried by a resume.
 * ``--concurrency C`` runs C episodes at once in threads, each with its own policy
   instance (for API teachers; a local model would be loaded C times).
-* ``--noise P`` (DART-style noise injection) executes, at each step with probability P, a
-  random action (of ``--noise-actions``, or any legal one) instead of the teacher's, and has
-  the teacher label every state the episode visits (``distill.relabel.rollout``, as
-  ``agentkd dagger`` does with a student). A student trained on plain teacher episodes has
-  never seen a state off the teacher's path; these lines show it such states and the
-  teacher's way back, without a student in the loop. ``--out`` then holds one line per
-  labelled state (the executed steps before it as history, ``valid=False``; the layout of
-  ``agentkd dagger``'s labels), whatever the episode's outcome (the label is the teacher's
-  either way), and the executed episodes go to ``OUT.executed.jsonl``: a seed is done once
-  its executed episode is there, and a resume drops the labels of a seed that is not.
+* ``--noise P`` (DART-style noise injection, ``agent.noise``) executes, at each step with
+  probability P, a random action instead of the teacher's and has the teacher label every
+  state the episode visits: ``--out`` then holds one line per labelled state and the
+  executed episodes go to ``OUT.executed.jsonl``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
-import random
 import threading
-import zlib
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +31,9 @@ from typing import Any
 
 import tyro
 
-from agent.types import Decision, Episode, Sampling
+from agent import noise
+from agent.types import Episode, Sampling
+from distill.traces import iter_appended
 
 log = logging.getLogger(__name__)
 
@@ -163,25 +155,12 @@ def config_path(out: str | Path) -> Path:
     return Path(str(out) + ".config.json")
 
 
-def executed_path(out: str | Path) -> Path:
-    """The executed episodes of a ``--noise`` collection beside its labels ``out``."""
-    return Path(str(out) + ".executed.jsonl")
-
-
-def _read(path: Path) -> Iterator[Episode]:
-    from distill.traces import iter_traces, repair_torn_tail
-
-    if path.exists():
-        repair_torn_tail(path)
-        yield from iter_traces(path)
-
-
 def _on_disk(cfg: CollectConfig) -> dict[tuple[str, int], tuple[Episode, bool]]:
     """(env, seed) -> (its latest record, whether it is in --out). --out wins over the sidecar."""
     found: dict[tuple[str, int], tuple[Episode, bool]] = {}
-    for ep in _read(failed_path(cfg.out)):  # a later line (a retried episode) replaces an earlier one
+    for ep in iter_appended(failed_path(cfg.out)):  # a later line (a retried episode) replaces an earlier one
         found[(ep.env_id, ep.seed)] = (ep, False)
-    for ep in _read(Path(cfg.out)):  # the first record in --out wins
+    for ep in iter_appended(cfg.out):  # the first record in --out wins
         key = (ep.env_id, ep.seed)
         if key not in found or not found[key][1]:
             found[key] = (ep, True)
@@ -222,51 +201,12 @@ def _validate(cfg: CollectConfig) -> list[str]:
                          f"{cfg.episodes}, {cfg.concurrency}, {cfg.seed_start}")
     if not 0.0 <= cfg.noise <= 1.0:  # NaN fails this too
         raise ValueError(f"--noise: expected a probability in [0, 1], got {cfg.noise}")
-    if noise_actions(cfg) and cfg.noise == 0.0:
+    actions = noise.parse_actions(cfg.noise_actions)
+    if actions and cfg.noise == 0.0:
         raise ValueError("--noise-actions: has no effect without --noise P > 0")
-    if noise_actions(cfg):
-        _check_noise_actions(cfg, env_ids)
+    if actions:
+        noise.check_actions(actions, env_ids, cfg.split, cfg.seed_start)
     return env_ids
-
-
-def noise_actions(cfg: CollectConfig) -> list[str]:
-    """``--noise-actions`` as a list (empty: any legal action)."""
-    return [a.strip() for a in cfg.noise_actions.split(",") if a.strip()]
-
-
-def _check_noise_actions(cfg: CollectConfig, env_ids: list[str]) -> None:
-    """Every noise action must be legal in each env's first state (a typo would otherwise
-    leave the noise nothing to pick but the fallback)."""
-    import envs
-
-    for env_id in env_ids:
-        env = envs.make(env_id)
-        _, info = env.reset(seed=envs.seeds(env_id, cfg.split, 1, cfg.seed_start)[0])
-        legal = list(info.get("legal_actions", []))
-        missing = [a for a in noise_actions(cfg) if a not in legal]
-        if missing:
-            raise ValueError(f"--noise-actions: {', '.join(map(repr, missing))} not legal in {env_id} "
-                             f"(its legal actions: {', '.join(legal)})")
-
-
-class NoisePolicy:
-    """The noise of ``--noise``: a uniformly random action of ``actions`` that is legal in
-    the state (any legal action where none is), from its own seeded generator."""
-
-    spec = "random"
-    prompt_variant = "full"
-
-    def __init__(self, rng: random.Random, actions: list[str]) -> None:
-        self.rng, self.actions = rng, actions
-
-    def reset(self, env: Any) -> None:
-        pass
-
-    def act(self, context: Any) -> Decision:
-        legal = list(context.legal_actions)
-        choices = [a for a in self.actions if a in legal] or legal
-        action = self.rng.choice(choices)
-        return Decision(rationale="", action=action, raw=f"Action: {action}")
 
 
 def _loader(cfg: CollectConfig) -> Any:
@@ -318,56 +258,9 @@ def _run_one(get_policy: Any, get_env: Any, env_id: str, seed: int) -> Episode:
     return run_episode(get_env(env_id), get_policy(), seed)
 
 
-def _noisy_runner(cfg: CollectConfig, get_policy: Any, get_env: Any) -> Any:
-    """``run(env_id, seed) -> Rollout`` for ``--noise``: the teacher's action executed with
-    probability 1 - noise (``distill.relabel.rollout``'s beta), every state labelled by it;
-    each thread has its own ``Relabeler`` around its own teacher instance."""
-    from distill.relabel import Relabeler, episode_rng, rollout
-
-    local = threading.local()
-    actions = noise_actions(cfg)
-
-    def run(env_id: str, seed: int) -> Any:
-        if not hasattr(local, "relabeler"):
-            local.relabeler = Relabeler(cfg.teacher, lambda _spec: get_policy())
-        # Seeded per (seed, env, episode), so a rerun or another --concurrency repeats it.
-        noise = NoisePolicy(random.Random(zlib.crc32(f"noise:{cfg.seed}:{env_id}:{seed}".encode())), actions)
-        r = rollout(get_env(env_id), seed, local.relabeler, noise, 1.0 - cfg.noise,
-                    episode_rng(cfg.seed, 0, env_id, seed))
-        r.executed = dataclasses.replace(r.executed, teacher=f"noise({cfg.noise:g}):{cfg.teacher}")
-        for line in r.labelled:  # the teacher's tokens, paid in every state, for the summary
-            step, label = r.executed.steps[int(line.timings["dagger_step"])], line.steps[-1]
-            step.prompt_tokens, step.completion_tokens = label.prompt_tokens, label.completion_tokens
-        return r
-
-    return run
-
-
-def _noisy_on_disk(cfg: CollectConfig) -> tuple[dict[tuple[str, int], tuple[Episode, bool]], dict[tuple[str, int], int]]:
-    """A ``--noise`` collection on disk: (env, seed) -> (its executed episode, whether it is
-    done) and the number of labelled lines of each done seed. Labels of a seed whose executed
-    episode is not on disk (a kill between the two writes) or failed are dropped here, so a
-    resume writes them once."""
-    from distill.traces import rewrite_traces
-
-    found: dict[tuple[str, int], tuple[Episode, bool]] = {}
-    for ep in _read(executed_path(cfg.out)):  # a later line (a retried episode) replaces an earlier one
-        found[(ep.env_id, ep.seed)] = (ep, ep.error is None)
-    lines: dict[tuple[str, int], int] = {}
-    if Path(cfg.out).exists():
-        labels = list(_read(Path(cfg.out)))
-        keep = [e for e in labels if found.get((e.env_id, e.seed), (None, False))[1]]
-        if len(keep) < len(labels):
-            log.warning("%s: dropping %d labelled states of unfinished episodes", cfg.out, len(labels) - len(keep))
-            rewrite_traces(cfg.out, keep)
-        for e in keep:
-            lines[(e.env_id, e.seed)] = lines.get((e.env_id, e.seed), 0) + 1
-    return found, lines
-
-
 def collect(cfg: CollectConfig) -> CollectSummary:
     """Run ``cfg.teacher`` on every (env, seed) not yet on disk and append the episodes
-    (with ``cfg.noise``: the labelled states of noisy episodes, see the module docstring).
+    (with ``cfg.noise``: the labelled states of noisy episodes, ``agent.noise``).
 
     Returns:
         A summary of every requested (env, seed), counting episodes already on disk.
@@ -383,12 +276,12 @@ def collect(cfg: CollectConfig) -> CollectSummary:
     wanted = [(e, s) for e in env_ids for s in seeds(e, cfg.split, cfg.episodes, cfg.seed_start)]
     lines: dict[tuple[str, int], int] = {}
     if noisy:
-        on_disk, lines = _noisy_on_disk(cfg)
+        on_disk, lines = noise.on_disk(cfg.out)
         todo = [k for k in wanted if not on_disk.get(k, (None, False))[1]]
     else:
         on_disk = _on_disk(cfg)
         todo = [k for k in wanted if k not in on_disk or on_disk[k][0].error is not None]
-    summary = CollectSummary(out=Path(cfg.out), failed=executed_path(cfg.out) if noisy else failed_path(cfg.out),
+    summary = CollectSummary(out=Path(cfg.out), failed=noise.executed_path(cfg.out) if noisy else failed_path(cfg.out),
                              kept_label="states" if noisy else "kept", resumed=len(wanted) - len(todo))
     if summary.resumed:
         log.info("%s: resuming, %d of %d episodes already on disk", cfg.out, summary.resumed, len(wanted))
@@ -396,7 +289,8 @@ def collect(cfg: CollectConfig) -> CollectSummary:
     get_policy = _loader(cfg) if todo else None
     get_env = _env_getter()
     if noisy:
-        run = _noisy_runner(cfg, get_policy, get_env) if todo else None
+        run = noise.runner(cfg.teacher, cfg.noise, cfg.seed, noise.parse_actions(cfg.noise_actions),
+                           get_policy, get_env) if todo else None
     else:
         def run(env_id: str, seed: int) -> Any:
             return _run_one(get_policy, get_env, env_id, seed)

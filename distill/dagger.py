@@ -285,17 +285,12 @@ def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int,
     ``rollouts.jsonl``; labels of an unfinished one are dropped on resume)."""
     import envs
     from agent.policies import load_policy
-    from distill.traces import TraceWriter, iter_traces, repair_torn_tail, rewrite_traces
+    from distill.traces import TraceWriter, iter_appended, iter_traces, rewrite_traces
 
     labels_path, rollouts_path = it / "labels.jsonl", it / "rollouts.jsonl"
-    done: set[tuple[str, int]] = set()
-    if rollouts_path.is_file():
-        repair_torn_tail(rollouts_path)
-        done = {(e.env_id, e.seed) for e in iter_traces(rollouts_path)}
+    done = {(e.env_id, e.seed) for e in iter_appended(rollouts_path)}
     if labels_path.is_file():
-        repair_torn_tail(labels_path)
-        keep = [e for e in iter_traces(labels_path) if (e.env_id, e.seed) in done]
-        rewrite_traces(labels_path, keep)
+        rewrite_traces(labels_path, [e for e in iter_appended(labels_path) if (e.env_id, e.seed) in done])
     student = None
     if beta < 1.0:
         student = load_policy(str(student_spec), sampling=Sampling(max_tokens=cfg.max_tokens),

@@ -159,6 +159,14 @@ def iter_traces(
                     errors.append(str(e))
 
 
+def iter_appended(path: str | os.PathLike[str]) -> Iterator[Episode]:
+    """The episodes of a trace file that a resumable run appends to: none while it does not
+    exist, and a torn last line (a write killed half-way) cut before reading."""
+    if Path(path).exists():
+        repair_torn_tail(path)
+        yield from iter_traces(path)
+
+
 def read_traces(path: str | os.PathLike[str], *, strict: bool = False) -> list[Episode]:
     """All episodes of a trace file (see ``iter_traces``)."""
     return list(iter_traces(path, strict=strict))
