@@ -81,7 +81,10 @@ class RunOptions:
         }
         if self.prompt_variant is not None:
             kw["prompt_variant"] = self.prompt_variant
-        kind = normalize_spec(spec).partition(":")[0]
+        try:
+            kind = normalize_spec(spec).partition(":")[0]
+        except ValueError:  # not a spec load_policy knows: it names the problem when called
+            kind = ""
         if self.grammar and kind == "openai":  # the other backends have no such option
             kw["grammar"] = True
         if not self.copy_args and (kind == "gguf" or (self.grammar and kind == "openai")):
