@@ -12,6 +12,14 @@ the policy decides, and the decision's action goes to ``env.step``. Unparseable 
 output is the env's business (an invalid step, recorded); a backend that fails
 (``Decision.error``, or an exception from ``act``) stops the episode, which is returned as
 failed with the error. Model output never crashes the loop.
+
+Loop escape (``loop_temperature`` > 0): a greedy policy that meets a situation it has
+already acted in this episode (the same observation after the same recent actions: what a
+compact prompt shows) answers as it did before, and in a deterministic env goes round the
+same cycle until the step limit. On such a repeat the decision is sampled instead, at that
+temperature with a seed of its own (``Sampling.seed`` plus the repeat's count, so a run is
+reproducible), and the step is marked ``resampled``. Policies without sampling settings
+(the expert) are never resampled.
 """
 
 from __future__ import annotations
@@ -39,6 +47,25 @@ def _sampling_of(policy: Any) -> dict[str, Any]:
     return {}
 
 
+def situation(env: Any, observation: str, info: dict[str, Any], history: list[Turn]) -> tuple[Any, ...]:
+    """What a compact prompt shows of a state: the observation, the legal actions and the
+    env's ``compact_history`` last actions (the key of loop escape)."""
+    ctx = make_context(env, observation, info, history, "compact")
+    return observation, tuple(ctx.legal_actions), tuple(t.action for t in ctx.history)
+
+
+def _act_resampled(policy: Any, context: Any, temperature: float, repeat: int) -> Decision:
+    """``_act`` with the policy's sampling swapped for ``temperature`` and a seed of this
+    repeat's own, then restored."""
+    before = policy.sampling
+    policy.sampling = dataclasses.replace(before, temperature=max(temperature, before.temperature),
+                                          seed=before.seed + repeat)
+    try:
+        return _act(policy, context)
+    finally:
+        policy.sampling = before
+
+
 def _act(policy: Policy, context: Any) -> Decision:
     """``policy.act`` with a backend exception turned into a Decision error."""
     try:
@@ -56,6 +83,7 @@ def run_episode(
     options: dict[str, Any] | None = None,
     on_step: OnStep | None = None,
     env_options: dict[str, Any] | None = None,
+    loop_temperature: float = 0.0,
 ) -> Episode:
     """Play one episode of ``env`` with ``policy`` from ``seed``.
 
@@ -67,6 +95,8 @@ def run_episode(
         on_step: called after every step (for progress displays).
         env_options: the keyword options ``env`` was made with (``envs.make(id, **opts)``),
             recorded so the episode's prompts can be rebuilt from the trace.
+        loop_temperature: > 0: on a situation already met this episode, sample the
+            decision at this temperature (module docstring, loop escape); 0: off.
 
     Returns:
         The finished Episode: teacher = ``policy.spec``, prompt_format =
@@ -83,10 +113,22 @@ def run_episode(
     history: list[Turn] = []
     policy_s = env_s = 0.0
     terminated = truncated = False
+    escape = loop_temperature > 0 and dataclasses.is_dataclass(getattr(policy, "sampling", None))
+    met: set[tuple[Any, ...]] = set()
+    repeats = 0
     while not (terminated or truncated):
         context = make_context(env, obs, info, history, policy.prompt_variant)
+        resampled = False
+        if escape:
+            key = situation(env, obs, info, history)
+            resampled = key in met
+            met.add(key)
         t0 = time.perf_counter()
-        decision = _act(policy, context)
+        if resampled:
+            repeats += 1
+            decision = _act_resampled(policy, context, loop_temperature, repeats)
+        else:
+            decision = _act(policy, context)
         policy_s += time.perf_counter() - t0
         if decision.error:
             episode.error = decision.error
@@ -108,6 +150,7 @@ def run_episode(
             prompt_tokens=decision.prompt_tokens,
             completion_tokens=decision.completion_tokens,
             top_logprobs=decision.top_logprobs,
+            resampled=resampled,
         ))
         episode.total_return += float(reward)
         history.append(context.turn(decision))

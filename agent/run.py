@@ -42,6 +42,9 @@ class RunConfig:
     """Sampling temperature for LLM policies (0: greedy)."""
     max_tokens: int = 160
     """Token budget per decision for LLM policies."""
+    loop_temperature: float = 0.0
+    """Loop escape: back in a situation it has already acted in this episode, an LLM policy
+    samples at this temperature instead of repeating itself (0: off)."""
     n_threads: int | None = None
     """llama.cpp threads for gguf: policies."""
     base_url: str | None = None
@@ -60,6 +63,16 @@ class _Shown:
         if self.streams:
             policy.on_token = self._token
         self.t = 0
+
+    @property
+    def sampling(self) -> Any:
+        """The wrapped policy's sampling settings (None for the expert), so that loop escape
+        can swap them."""
+        return getattr(self.inner, "sampling", None)
+
+    @sampling.setter
+    def sampling(self, value: Any) -> None:
+        self.inner.sampling = value
 
     def _token(self, piece: str) -> None:
         self.console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
@@ -125,11 +138,13 @@ def run(cfg: RunConfig, console: Any | None = None) -> list[Episode]:
             note = " [red](invalid)[/red]" if info.get("invalid_action") else ""
             console.print(f"[dim]-> step {info.get('step', t)}{note}[/dim]")
 
-        ep = run_episode(env, shown, seed, on_step=on_step)
+        ep = run_episode(env, shown, seed, on_step=on_step, loop_temperature=cfg.loop_temperature)
         if ep.error:
             console.print(f"[red]episode stopped: {ep.error}[/red]")
+        escaped = sum(st.resampled for st in ep.steps)
         console.print(f"[bold]{'solved' if ep.success else 'not solved'}[/bold] in {ep.n_steps} steps, "
-                      f"return {ep.total_return:g}")
+                      f"return {ep.total_return:g}"
+                      + (f", {escaped} decision(s) resampled by loop escape" if escaped else ""))
         episodes.append(ep)
 
     table = Table(title=f"{cfg.env}: {policy.spec}")

@@ -117,6 +117,9 @@ class Step:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     top_logprobs: list[TopK] | None = None
+    #: Decided by loop escape: sampled because the situation had been met before
+    #: (``agent.episode``).
+    resampled: bool = False
 
     def turn(self, *, rationale: bool = True) -> Turn:
         """This step as the history of a later prompt (``rationale=False``: the answer of an

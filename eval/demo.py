@@ -72,6 +72,10 @@ class DemoConfig:
     seed: int = 0
     """Training seed (``agentkd train --seed``). The demo is deterministic for a seed; another
     seed shows how much of a figure is one student's luck."""
+    loop_temperature: float = 1.0
+    """Loop escape in the compare stage (``agentkd eval --loop-temperature``): a student back
+    in a situation it has acted in this episode samples its decision at this temperature
+    instead of repeating a cycle (0: off; the expert teacher is never resampled)."""
     workers: int | None = None
     """Worker processes per policy in the compare stage (default: one per CPU core, at most
     4; quick: 1, where starting the processes would cost more than they save)."""
@@ -194,7 +198,8 @@ def _compare(cfg: DemoConfig, b: dict[str, Any], student: str, ggufs: dict[str, 
         policy=policies, env=cfg.env, episodes=b["eval_episodes"], out=cfg.out / "report",
         teacher=cfg.teacher, agreement_states=b["agreement_states"], workers=b["workers"],
         max_tokens=b["max_tokens"], max_steps=b["max_steps"], base_url=cfg.base_url,
-        api_key=cfg.api_key, grammar=cfg.grammar, progress=cfg.progress))
+        api_key=cfg.api_key, grammar=cfg.grammar, loop_temperature=cfg.loop_temperature,
+        progress=cfg.progress))
     return str(result.paths.json)
 
 

@@ -54,6 +54,10 @@ class RunOptions:
     """Prompt variant for openai: policies (full | compact); others read their metadata."""
     max_steps: int | None = None
     """Cap on steps per episode, below the env's own limit (a bounded eval of weak students)."""
+    loop_temperature: float = 0.0
+    """Loop escape: an LLM policy back in a situation it has already acted in this episode
+    (same observation after the same recent actions) samples its decision at this
+    temperature instead of repeating itself (0: off; the expert is never resampled)."""
     grammar: bool = False
     """openai: policies served by llama.cpp: send each decision's GBNF grammar (legal actions
     only), as gguf: policies always do."""
@@ -154,7 +158,7 @@ def load_records(path: Path, keys: set[tuple[str, str, int]] | None = None) -> l
 
 # ----------------------------------------------------------------- episode running
 def _run_one(policy: Any, spec: str, env_cache: dict[str, Any], env_id: str, seed: int,
-             max_steps: int | None = None) -> Episode:
+             max_steps: int | None = None, loop_temperature: float = 0.0) -> Episode:
     import envs
     from agent.episode import run_episode
 
@@ -163,7 +167,7 @@ def _run_one(policy: Any, spec: str, env_cache: dict[str, Any], env_id: str, see
         env = env_cache[env_id] = envs.make(env_id)
         if max_steps:
             env = env_cache[env_id] = _StepCap(env, max_steps)
-    ep = run_episode(env, policy, seed)
+    ep = run_episode(env, policy, seed, loop_temperature=loop_temperature)
     ep.teacher = spec  # records are keyed by the spec the user gave
     ep.timings[PEAK_RSS_KEY] = float(peak_rss_bytes())
     return ep
@@ -196,21 +200,22 @@ class _StepCap:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(spec: str, load_kwargs: dict[str, Any], max_steps: int | None) -> None:
+def _worker_init(spec: str, load_kwargs: dict[str, Any], max_steps: int | None,
+                 loop_temperature: float) -> None:
     from agent.policies import load_policy
 
     try:
         _WORKER["policy"] = load_policy(spec, **load_kwargs)
     except Exception as e:  # raised again by the first task, so the caller sees the cause
         _WORKER["error"] = e
-    _WORKER.update(spec=spec, envs={}, max_steps=max_steps)
+    _WORKER.update(spec=spec, envs={}, max_steps=max_steps, loop_temperature=loop_temperature)
 
 
 def _worker_task(env_id: str, seed: int) -> dict[str, Any]:
     if "error" in _WORKER:
         raise _WORKER["error"]
     return _run_one(_WORKER["policy"], _WORKER["spec"], _WORKER["envs"], env_id, seed,
-                    _WORKER["max_steps"]).to_dict()
+                    _WORKER["max_steps"], _WORKER["loop_temperature"]).to_dict()
 
 
 def _progress(enabled: bool) -> Any:
@@ -267,14 +272,14 @@ def _run_spec(spec: str, todo: list[tuple[str, int]], options: RunOptions, recor
 
         policy, cache = load_policy(spec, **kw), {}
         for env_id, seed in todo:
-            record(_run_one(policy, spec, cache, env_id, seed, options.max_steps))
+            record(_run_one(policy, spec, cache, env_id, seed, options.max_steps, options.loop_temperature))
         return
     # spawn: a fresh interpreter per worker (safe with torch/llama.cpp threads, and its
     # RSS high-water mark is the policy's own).
     ctx = multiprocessing.get_context("spawn")
     workers = min(options.workers, len(todo))
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(spec, kw, options.max_steps)) as pool:
+                             initargs=(spec, kw, options.max_steps, options.loop_temperature)) as pool:
         pending = iter(todo)
         running = {pool.submit(_worker_task, *t) for t in _take(pending, 2 * workers)}
         try:

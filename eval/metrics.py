@@ -5,7 +5,8 @@ wrote (trace lines), so a report can always be recomputed from its ``episodes.js
 
 * success rate with a 95% Wilson score interval (honest at 0% and 100%, unlike the normal
   approximation, which collapses to a zero-width interval there);
-* mean return and mean steps per episode; the invalid-action rate per step;
+* mean return and mean steps per episode; the invalid-action rate per step; how many
+  decisions loop escape resampled (``agent.episode``);
 * latency per decision (p50, p95) and generated tokens per second;
 * model size on disk and the process' peak resident memory (RSS high-water mark).
 """
@@ -125,6 +126,7 @@ class EnvMetrics:
     decisions: int
     invalid_actions: int
     invalid_rate: float
+    resampled: int
     errors: int
     latency_p50_s: float | None
     latency_p95_s: float | None
@@ -178,6 +180,7 @@ def env_metrics(
         decisions=len(steps),
         invalid_actions=invalid,
         invalid_rate=invalid / len(steps) if steps else 0.0,
+        resampled=sum(1 for s in steps if s.resampled),
         errors=sum(1 for e in eps if e.error),
         latency_p50_s=percentile(latencies, 50),
         latency_p95_s=percentile(latencies, 95),

@@ -158,6 +158,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Invalid = invalid actions per decision. Peak mem = resident-set high-water mark "
         "of the process that ran the policy.",
     ]
+    escaped = [r for r in report["rows"] if r.get("resampled")]
+    if escaped:
+        lines += ["", "Loop escape resampled " + "; ".join(
+            f"{r['resampled']} of {r['decisions']} decisions of `{r['policy']}` on {r['env_id']}"
+            for r in escaped) + " (situations met before in the episode, sampled at "
+            f"temperature {report['config'].get('loop_temperature', '?')})."]
     stages = report.get("stages")
     if stages:
         lines += ["", "## Pipeline stages", "", "| stage | wall s | peak mem | status |",

@@ -278,6 +278,8 @@ class GGUFPolicy:
         pieces: list[str] = []
         tops: list[TopK] = []
         n, stop, so_far = 0, "budget", ""  # so_far: the pieces joined (kept, not re-joined per token)
+        if s.temperature > 0:  # each decision's sampler starts from the seed it is given
+            self.llm.set_seed(s.seed)
         gen = self.llm.generate(tokens, temp=s.temperature, top_k=0, top_p=1.0, min_p=0.0,
                                 repeat_penalty=1.0, grammar=grammar)
         for tok in gen:

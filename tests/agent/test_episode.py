@@ -93,3 +93,59 @@ def test_tool_env_episode_carries_tool_schemas():
     pol = Recorder(['{"answer": 1}'])
     ep = run_episode(envs.make("tools-single"), pol, seed=0)
     assert pol.contexts[0].tools and ep.terminated and ep.n_steps == 1 and not ep.success
+
+
+class Pacer:
+    """Greedy, it walks right from the start and left back to it, for ever; sampled, it
+    goes down. Keeps the sampling settings of every decision."""
+
+    spec = "pacer"
+    prompt_variant = "compact"
+
+    def __init__(self) -> None:
+        self.sampling, self.start, self.seen = Sampling(seed=7), None, []
+
+    def reset(self, env) -> None:
+        self.start = None
+
+    def act(self, context) -> Decision:
+        self.seen.append(self.sampling)
+        self.start = self.start or context.observation
+        if self.sampling.temperature > 0:
+            action = "down"
+        else:
+            action = "right" if context.observation == self.start else "left"
+        return Decision(rationale="", action=action)
+
+
+def test_loop_escape_resamples_a_situation_met_before():
+    # frozenlake's compact prompt is the observation alone: back at the start, the greedy
+    # pacer would go right again, and round the same two cells until the step limit
+    looping = run_episode(envs.make("frozenlake-4x4", max_steps=12), Pacer(), seed=0)
+    assert [s.action for s in looping.steps] == ["right", "left"] * 6 and not looping.success
+    assert not any(s.resampled for s in looping.steps)
+
+    pacer = Pacer()
+    ep = run_episode(envs.make("frozenlake-4x4", max_steps=12), pacer, seed=0, loop_temperature=0.8)
+    assert [s.action for s in ep.steps[:3]] == ["right", "left", "down"]
+    assert [s.resampled for s in ep.steps[:3]] == [False, False, True]
+    # the repeat was sampled at the escape's temperature, with a seed of its own; then the
+    # policy's own settings were back
+    assert pacer.seen[2] == Sampling(temperature=0.8, seed=8)
+    assert pacer.sampling == Sampling(seed=7) and ep.sampling == {**ep.sampling, "temperature": 0.0, "seed": 7}
+    assert all(s == Sampling(seed=7) for s, st in zip(pacer.seen, ep.steps) if not st.resampled)
+    # each further repeat gets the next seed
+    assert [s.seed for s, st in zip(pacer.seen, ep.steps) if st.resampled] == list(
+        range(8, 8 + sum(st.resampled for st in ep.steps)))
+
+
+def test_loop_escape_keys_on_the_recent_actions_and_leaves_the_expert_alone():
+    # babyai's compact prompt holds the last 4 actions: turning on the spot meets the same
+    # view again after 4 turns, but the same prompt only after 8
+    spins = Recorder(["turn left"] * 10, variant="compact", sampling=Sampling())
+    ep = run_episode(envs.make("babyai-goto-local", max_steps=10), spins, seed=0, loop_temperature=1.0)
+    assert not ep.terminated  # seed 0: no object of the mission right next to the start
+    assert [s.resampled for s in ep.steps] == [False] * 8 + [True] * 2
+    assert spins.contexts[4].observation == spins.contexts[0].observation
+    expert = run_episode(envs.make("babyai-goto-local"), load_policy("expert"), seed=0, loop_temperature=1.0)
+    assert expert.success and not any(s.resampled for s in expert.steps)

@@ -236,3 +236,18 @@ def test_pieces_longer_than_the_buffer_are_read_whole(tiny_gguf, monkeypatch):
     pol._last_text_exact = True
     pol._check_bytes(strict, b"")
     assert not pol._last_text_exact                # an empty piece: the grammar rejects it
+
+
+def test_a_sampled_decision_follows_its_seed(tiny_gguf):
+    # loop escape swaps in a seed per repeat: the same seed must give the same text (a run
+    # is reproducible), different seeds different draws
+    pol = GGUFPolicy(tiny_gguf, sampling=Sampling(max_tokens=24, temperature=1.5, seed=3))
+    ctx = _ctx("SFFF\nFHFH\nYou are at row 1.")
+    first = pol.act(ctx).raw
+    pol.act(_ctx("FFFH\nHFFG"))  # another decision in between draws nothing from the seed
+    assert pol.act(ctx).raw == first
+    texts = set()
+    for seed in range(4, 10):
+        pol.sampling = Sampling(max_tokens=24, temperature=1.5, seed=seed)
+        texts.add(pol.act(ctx).raw)
+    assert len(texts) > 1

@@ -36,6 +36,15 @@ def test_run_gguf_through_the_cli(tiny_gguf, capsys):
     assert "success 0/1" in out or "success 1/1" in out
 
 
+@pytest.mark.slow
+def test_run_shows_the_decisions_loop_escape_resampled(tiny_gguf, capsys):
+    # seed 1: the tiny student walks into a wall and meets the same observation again
+    rc = main(["run", "--model", str(tiny_gguf), "--env", "frozenlake-4x4", "--seed", "1",
+               "--max-tokens", "24", "--loop-temperature", "1.0", "--no-render"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "decision(s) resampled by loop escape" in out
+
+
 def test_run_rejects_a_bad_model_file(tmp_path, capsys):
     _needs_runtime()
     bad = tmp_path / "x.gguf"

@@ -114,3 +114,23 @@ def test_copy_args_reaches_only_the_grammar_backends():
     assert RunOptions(copy_args=False, grammar=True).load_kwargs("openai:m")["copy_args"] is False
     assert "copy_args" not in off.load_kwargs("hf:dir") and "copy_args" not in off.load_kwargs("expert")
     assert "copy_args" not in RunOptions().load_kwargs("gguf:s.gguf")  # on: the backends' default
+
+
+@pytest.mark.slow
+def test_loop_escape_reaches_worker_processes_and_the_report(tiny_gguf, tmp_path):
+    # the tiny student walks into frozenlake's walls: its greedy episodes meet the same
+    # observation again (compact_history 0: the observation is the whole situation)
+    def run(name, temperature):
+        r = evaluate(_cfg(tmp_path, policy=f"gguf:{tiny_gguf}", env="frozenlake-4x4", out=tmp_path / name,
+                          workers=1, max_steps=12, max_tokens=24, loop_temperature=temperature))
+        return read_traces(r.records), json.loads(r.report.json.read_text())["rows"][0]
+
+    greedy, row = run("greedy", 0.0)
+    assert row["resampled"] == 0 and not any(s.resampled for e in greedy for s in e.steps)
+    assert any(len({s.observation for s in e.steps}) < e.n_steps for e in greedy)  # repeats
+    escaped, row = run("escape", 1.0)
+    assert row["resampled"] == sum(s.resampled for e in escaped for s in e.steps) > 0
+    for e in escaped:  # resampled exactly where the observation had been met before
+        assert [s.resampled for s in e.steps] == [s.observation in {p.observation for p in e.steps[:i]}
+                                                 for i, s in enumerate(e.steps)]
+    assert "Loop escape resampled" in (tmp_path / "escape" / "report.md").read_text()

@@ -21,8 +21,9 @@ def _episodes() -> list[Episode]:
                 ok = not (p_i == 1 and seed == 3)  # the student fails one seed per env
                 steps = [Step(observation="o", legal_actions=["a"], rationale="", action="a",
                               raw="", valid=(seed != 5 or p_i == 0), reward=0.0,
-                              latency_s=0.001 * (seed + p_i * 10), completion_tokens=4 * p_i)
-                         for _ in range(seed)]
+                              latency_s=0.001 * (seed + p_i * 10), completion_tokens=4 * p_i,
+                              resampled=p_i == 1 and seed == 7 and i < 2)  # loop escape
+                         for i in range(seed)]
                 out.append(Episode(env_id=env, seed=seed, teacher=p, prompt_format="v",
                                    steps=steps, total_return=1.0 if ok else 0.0, success=ok))
     return out
@@ -37,7 +38,7 @@ def written(tmp_path):
     rows = all_metrics(read_traces(records), POLICIES, ENVS)
     report = build_report(rows, policies=POLICIES, env_ids=ENVS, teacher="expert",
                           agreement={(POLICIES[1], "taxi"): (9, 12)},
-                          config={"episodes": 4})
+                          config={"episodes": 4, "loop_temperature": 1.0})
     return tmp_path, records, report, write_report(report, tmp_path)
 
 
@@ -52,6 +53,8 @@ def test_report_files_are_written_and_parseable(written):
     assert "| " + " | ".join(TABLE_COLUMNS) + " |" in md
     assert md.count("\n| frozenlake-4x4 |") == 2 and md.count("\n| taxi |") == 2
     assert "75% [30%, 95%] n=4" in md  # 3/4 with its Wilson interval
+    assert ("Loop escape resampled 2 of 16 decisions of `gguf:student-q8_0.gguf` on frozenlake-4x4; "
+            "2 of 16 decisions of `gguf:student-q8_0.gguf` on taxi") in md and "temperature 1.0" in md
 
 
 def test_every_number_matches_the_episode_records(written):
@@ -65,6 +68,7 @@ def test_every_number_matches_the_episode_records(written):
         assert row["mean_steps"] == pytest.approx(sum(len(e.steps) for e in mine) / 4)
         invalid = sum(not s.valid for e in mine for s in e.steps)
         assert row["invalid_actions"] == invalid
+        assert row["resampled"] == sum(s.resampled for e in mine for s in e.steps)
     students = {(s["policy"], s["env_id"]): s for s in data["students"]}
     assert set(students) == {(POLICIES[1], e) for e in ENVS}
     assert students[(POLICIES[1], "taxi")]["retention"] == pytest.approx(0.75)
