@@ -20,7 +20,10 @@ past its end, ``remember balls:``) entry by entry, word for word as the observat
 them, up to the target, then what is in front and the move:
 ``go to the blue ball: see balls: red 1 left; blue 2 ahead, 1 left; in front: nothing: go
 forward.``; when the plain action is not the one taken, ``...; in front: grey key; go
-around: turn right.``; with no target known, both lines whole, then ``not seen``:
+around: turn right.``; when the plain action is a turn, also what that turn would face,
+``...; in front: nothing; to the left: red box; go around: go forward.`` (a turn toward
+an object that is not the target is never the plain way there: the side cell decides
+it, where without it the student had to find what lies 1 left among every type's line); with no target known, both lines whole, then ``not seen``:
 ``go to the blue ball: see no balls; remember balls: red 2 behind: not seen: turn left.``,
 or ``...: not seen, explore: go forward.``
 
@@ -42,7 +45,8 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import PLURAL, front_thing, listing, object_type, remembered_objects, visible_cells, visible_objects
+from envs.babyai_text import (PLURAL, front_thing, listing, object_type, remembered_objects, side_thing, visible_cells,
+                              visible_objects)
 from envs.base import ExpertStep
 
 #: minigrid's agent_dir (0 east, 1 south, 2 west, 3 north) as a step (dx, dy).
@@ -171,6 +175,9 @@ class GoToExpert:
         costs = {a: steps_to_face(_successor(start, a, free), facing, free) for a in _ORDER}
         options = [a for a in (plain, *_ORDER) if costs[a] is not None]
         where = f"{where}; in front: {front_thing(level) or 'nothing'}"
+        if plain != "go forward":  # what the turn would face, beside the agent now
+            side = plain.split()[1]
+            where = f"{where}; to the {side}: {side_thing(level, side) or 'nothing'}"
         if not options:  # boxed in: nothing known leads there; look around
             return ExpertStep("turn left", f"{where}; no way there: turn left.")
         best = min(costs[a] for a in options)

@@ -170,7 +170,18 @@ def by_type(objs: list[tuple[str, int, int]]) -> dict[str, list[tuple[str, int, 
 def front_thing(env: Any) -> str | None:
     """What is on the cell right in front of the agent (an object's name, ``"wall"``), or
     None when it is empty. That cell is always in view, so it is read off the grid."""
-    obj = env.grid.get(*env.front_pos)
+    return _thing(env.grid.get(*env.front_pos))
+
+
+def side_thing(env: Any, side: str) -> str | None:
+    """What is on the cell right beside the agent, ``side`` ``"left"`` or ``"right"`` (the
+    cell a turn that way would face), as ``front_thing`` says it. Both are in the 7x7 view."""
+    step = env.right_vec if side == "right" else -env.right_vec
+    x, y = (int(v) for v in np.asarray(env.agent_pos) + step)
+    return _thing(env.grid.get(x, y))
+
+
+def _thing(obj: WorldObj | None) -> str | None:
     if obj is None or obj.type in ("empty", "floor"):
         return None
     return "wall" if obj.type == "wall" else object_name(obj)
@@ -187,6 +198,8 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
         You see doors: grey (closed) 3 ahead.
         You remember keys: blue 2 behind, 3 right.
         In front: nothing.
+        To the left: wall.
+        To the right: nothing.
         Walls: 4 ahead, 1 left.
         Mission: go to the red ball.
 
@@ -195,7 +208,8 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     there: a student compares one word per entry, never a colour and a type at once.
     ``memory`` (see ``remember``) adds the "You remember" lines: what the agent saw earlier
     in the episode and cannot see now, where it is now relative to the agent. "In front"
-    names what blocks the cell ahead (an object, a wall) or says ``nothing``. ``view``: the
+    names what blocks the cell ahead (an object, a wall) or says ``nothing``; "To the left"
+    and "To the right" say the same of the cells beside, the ones a turn would face. ``view``: the
     state's ``visible_cells``, where the caller has it already (built here if None).
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
@@ -207,6 +221,7 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     past = by_type(remembered_objects(env, memory, view) if memory else [])
     lines += [f"You remember {PLURAL[k]}: {listing(objs)}." for k, objs in past.items()]
     lines.append(f"In front: {front_thing(env) or 'nothing'}.")
+    lines += [f"To the {side}: {side_thing(env, side) or 'nothing'}." for side in ("left", "right")]
     walls = wall_distances(env, view)
     if walls:
         lines.append("Walls: " + ", ".join(f"{k} {word}" for word, k in walls) + ".")

@@ -60,10 +60,10 @@ def test_expert_solves_at_least_99_percent_of_200_test_seeds(env_id: str) -> Non
         longest_why = max(longest_why, *map(len, rationales))
         assert all("\n" not in r and r.strip() for r in rationales)
     assert wins / N_EXPERT_SEEDS >= 0.99, f"{env_id}: expert solved {wins}/{N_EXPERT_SEEDS}"
-    # Text a tiny student reads and writes stays short (measured max over the ids: 483 and
-    # 214 chars; a goto rationale reads one type's lines out, and 400 characters stay well
+    # Text a tiny student reads and writes stays short (measured max over the ids: 528 and
+    # 236 chars; a goto rationale reads one type's lines out, and 400 characters stay well
     # inside the default budget of 160 generated tokens).
-    assert longest_obs <= 520
+    assert longest_obs <= 560
     assert longest_why <= 400
 
 
@@ -200,6 +200,8 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
         "You see balls: blue 1 ahead, 1 right; red 2 ahead, 1 left.\n"
         "You see doors: yellow (locked) 3 right.\n"
         "In front: nothing.\n"
+        "To the left: nothing.\n"
+        "To the right: nothing.\n"
         "Walls: 3 ahead, 3 left.\n"  # east, 4 to the right, is out of the 7x7 view
         "Mission: go to the red ball."
     )
@@ -213,11 +215,16 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
         "You remember balls: red 1 behind; blue 3 behind, 1 left.\n"
         "You remember doors: yellow (locked) 5 behind, 2 left.\n"
         "In front: wall.\n"
+        "To the left: nothing.\n"
+        "To the right: wall.\n"
         "Walls: 1 ahead, 1 right.\n"
         "Mission: go to the red ball."
     )
     lv.agent_dir = 0  # east: the red ball is right in front
     assert "In front: red ball.\n" in describe(lv, env.memory)
+    lv.agent_dir = 3  # north again, the red ball beside: the cell a left turn would face
+    lv.agent_pos = np.array((3, 1))
+    assert "To the left: red ball.\nTo the right: nothing.\n" in describe(lv, env.memory)
     # The env's own observations are this text, built from the view its step looked at.
     obs, _ = env.reset(seed=5)
     for action in ("turn left", "go forward", "go forward", "turn right"):
@@ -247,7 +254,7 @@ def test_goto_expert_walks_to_what_it_sees() -> None:
     assert said == [
         ("go forward", "go to the red ball: see balls: red 2 ahead, 1 left; in front: nothing: go forward."),
         ("go forward", "go to the red ball: see balls: red 1 ahead, 1 left; in front: nothing: go forward."),
-        ("turn left", "go to the red ball: see balls: red 1 left; in front: wall: turn left."),
+        ("turn left", "go to the red ball: see balls: red 1 left; in front: wall; to the left: red ball: turn left."),
     ]
     assert info["success"]
 
@@ -260,7 +267,7 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
     said, info = _play(env)
     assert said == [
         ("turn left", "go to the red ball: see no balls; remember no balls: not seen: turn left."),
-        ("turn left", "go to the red ball: see balls: red 2 left; in front: nothing: turn left."),
+        ("turn left", "go to the red ball: see balls: red 2 left; in front: nothing; to the left: nothing: turn left."),
         ("go forward", "go to the red ball: see balls: red 2 ahead; in front: nothing: go forward."),
     ]
     assert info["success"]
@@ -270,16 +277,19 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
     _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
     said, info = _play(env)
     # The rationale reads the balls' lines out, nearest first, up to the target, then what
-    # is in front; a move other than the plain one is said to go around.
+    # is in front (and, when the plain move is a turn, what that turn would face); a move
+    # other than the plain one is said to go around.
     assert said == [
         ("turn left", "go to the red ball: see balls: red 2 ahead; in front: blue key; go around: turn left."),
-        ("go forward", "go to the red ball: see balls: red 2 right; in front: nothing; go around: go forward."),
+        # the plain turn right would face the blue key: the side cell says why it goes around
+        ("go forward", "go to the red ball: see balls: red 2 right; in front: nothing; to the right: blue key; "
+                       "go around: go forward."),
         # Behind the agent now, out of view: where the observation remembers it.
         ("turn right", "go to the red ball: see no balls; remember balls: red 1 behind, 2 right; "
-                       "in front: nothing: turn right."),
+                       "in front: nothing; to the right: nothing: turn right."),
         ("go forward", "go to the red ball: see balls: red 2 ahead, 1 right; in front: nothing: go forward."),
         ("go forward", "go to the red ball: see balls: red 1 ahead, 1 right; in front: nothing: go forward."),
-        ("turn right", "go to the red ball: see balls: red 1 right; in front: wall: turn right."),
+        ("turn right", "go to the red ball: see balls: red 1 right; in front: wall; to the right: red ball: turn right."),
     ]
     assert info["success"]
 
@@ -314,6 +324,13 @@ def test_goto_rationale_reads_the_mission_types_lines_word_for_word_up_to_the_ta
                             (f"see {plural}: " + "; ".join(see) if see else f"see no {plural}")
                             + f"; remember {plural}: " + "; ".join(past[:fits[0] - len(see) + 1]))
                 expected += f"; in front: {lines['In front']}"
+                # a turn toward the target (plain) says what it would face, beside the agent
+                side = None
+                for line in ("To the left", "To the right"):
+                    if f"{line.lower()}: " in step.rationale:
+                        side = line
+                if side is not None:
+                    expected += f"; {side.lower()}: {lines[side]}"
             else:
                 expected = (f"see {plural}: " + "; ".join(see) if see else f"see no {plural}") + "; " + (
                     f"remember {plural}: " + "; ".join(past) if past else f"remember no {plural}") + ": not seen"
