@@ -14,9 +14,9 @@ Observation:
     ahead."; nearest first), the objects it saw earlier in the episode and cannot see now,
     where they are now ("You remember keys: ..."), what is right in front ("In front:
     nothing." / "wall" / an object) and right beside, the cells a turn would face ("To the
-    left: red box.", "To the right: nothing."), and the nearest wall straight ahead, left and right
-    where it is in view ("Walls: 3 ahead, 1 left."), then the mission (last, next to the
-    answer). Usually under 560 characters.
+    left: red box.", "To the right: nothing."), and the nearest wall straight ahead, left
+    and right where it is in view ("Walls: 3 ahead, 1 left."), then the mission (last,
+    next to the answer). Usually under 560 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``

@@ -23,7 +23,8 @@ forward.``; when the plain action is not the one taken, ``...; in front: grey ke
 around: turn right.``; when the plain action is a turn, also what that turn would face,
 ``...; in front: nothing; to the left: red box; go around: go forward.`` (a turn toward
 an object that is not the target is never the plain way there: the side cell decides
-it, where without it the student had to find what lies 1 left among every type's line); with no target known, both lines whole, then ``not seen``:
+it, where without it the student had to find what lies 1 left among every type's line);
+with no target known, both lines whole, then ``not seen``:
 ``go to the blue ball: see no balls; remember balls: red 2 behind: not seen: turn left.``,
 or ``...: not seen, explore: go forward.``
 

@@ -209,8 +209,9 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     ``memory`` (see ``remember``) adds the "You remember" lines: what the agent saw earlier
     in the episode and cannot see now, where it is now relative to the agent. "In front"
     names what blocks the cell ahead (an object, a wall) or says ``nothing``; "To the left"
-    and "To the right" say the same of the cells beside, the ones a turn would face. ``view``: the
-    state's ``visible_cells``, where the caller has it already (built here if None).
+    and "To the right" say the same of the cells beside, the ones a turn would face.
+    ``view``: the state's ``visible_cells``, where the caller has it already (built here if
+    None).
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]

@@ -254,7 +254,8 @@ def test_goto_expert_walks_to_what_it_sees() -> None:
     assert said == [
         ("go forward", "go to the red ball: see balls: red 2 ahead, 1 left; in front: nothing: go forward."),
         ("go forward", "go to the red ball: see balls: red 1 ahead, 1 left; in front: nothing: go forward."),
-        ("turn left", "go to the red ball: see balls: red 1 left; in front: wall; to the left: red ball: turn left."),
+        ("turn left", "go to the red ball: see balls: red 1 left; in front: wall; to the left: red ball: "
+                      "turn left."),
     ]
     assert info["success"]
 
@@ -267,7 +268,8 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
     said, info = _play(env)
     assert said == [
         ("turn left", "go to the red ball: see no balls; remember no balls: not seen: turn left."),
-        ("turn left", "go to the red ball: see balls: red 2 left; in front: nothing; to the left: nothing: turn left."),
+        ("turn left", "go to the red ball: see balls: red 2 left; in front: nothing; to the left: nothing: "
+                      "turn left."),
         ("go forward", "go to the red ball: see balls: red 2 ahead; in front: nothing: go forward."),
     ]
     assert info["success"]
@@ -289,7 +291,8 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
                        "in front: nothing; to the right: nothing: turn right."),
         ("go forward", "go to the red ball: see balls: red 2 ahead, 1 right; in front: nothing: go forward."),
         ("go forward", "go to the red ball: see balls: red 1 ahead, 1 right; in front: nothing: go forward."),
-        ("turn right", "go to the red ball: see balls: red 1 right; in front: wall; to the right: red ball: turn right."),
+        ("turn right", "go to the red ball: see balls: red 1 right; in front: wall; to the right: red ball: "
+                       "turn right."),
     ]
     assert info["success"]
 
