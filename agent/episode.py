@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from agent.prompt import PROMPT_FORMAT, make_context
-from agent.types import Decision, Episode, Policy, Step, Turn
+from agent.types import Context, Decision, Episode, Policy, Step, Turn
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,18 @@ def _sampling_of(policy: Any) -> dict[str, Any]:
     return {}
 
 
-def situation(env: Any, observation: str, info: dict[str, Any], history: list[Turn]) -> tuple[Any, ...]:
-    """What a compact prompt shows of a state: the observation, the legal actions and the
-    env's ``compact_history`` last actions (the key of loop escape)."""
-    ctx = make_context(env, observation, info, history, "compact")
-    return observation, tuple(ctx.legal_actions), tuple(t.action for t in ctx.history)
+def situation(compact: Context) -> tuple[Any, ...]:
+    """What a compact prompt shows of a state (``compact``: its compact-variant context):
+    the observation, the legal actions and the env's ``compact_history`` last actions (the
+    key of loop escape)."""
+    return compact.observation, tuple(compact.legal_actions), tuple(t.action for t in compact.history)
+
+
+def check_loop_temperature(value: float) -> float:
+    """``value`` if it is a temperature loop escape can use (0: off), else a ValueError."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"--loop-temperature: expected a temperature >= 0 (0: off), got {value}")
+    return value
 
 
 def _act_resampled(policy: Any, context: Any, temperature: float, repeat: int) -> Decision:
@@ -113,14 +121,17 @@ def run_episode(
     history: list[Turn] = []
     policy_s = env_s = 0.0
     terminated = truncated = False
-    escape = loop_temperature > 0 and dataclasses.is_dataclass(getattr(policy, "sampling", None))
+    sampled = dataclasses.is_dataclass(getattr(policy, "sampling", None))
+    escape = check_loop_temperature(loop_temperature) > 0 and sampled
     met: set[tuple[Any, ...]] = set()
     repeats = 0
     while not (terminated or truncated):
         context = make_context(env, obs, info, history, policy.prompt_variant)
         resampled = False
         if escape:
-            key = situation(env, obs, info, history)
+            compact = context if policy.prompt_variant == "compact" else \
+                make_context(env, obs, info, history, "compact")
+            key = situation(compact)
             resampled = key in met
             met.add(key)
         t0 = time.perf_counter()

@@ -114,13 +114,14 @@ def run(cfg: RunConfig, console: Any | None = None) -> list[Episode]:
     from rich.console import Console
     from rich.table import Table
 
-    from agent.episode import run_episode
+    from agent.episode import check_loop_temperature, run_episode
     from agent.policies import load_policy
 
     console = console or Console()
     if cfg.episodes < 1:
         raise ValueError(f"--episodes: expected >= 1, got {cfg.episodes}")
     envs.spec(cfg.env)  # unknown id -> error listing the valid ones, before loading a model
+    check_loop_temperature(cfg.loop_temperature)
     sampling = Sampling(temperature=cfg.temperature, max_tokens=cfg.max_tokens)
     policy = load_policy(policy_spec(cfg), sampling=sampling, base_url=cfg.base_url,
                          api_key=cfg.api_key, n_threads=cfg.n_threads)

@@ -174,7 +174,11 @@ def cli(argv: list[str]) -> int:
     from eval.report import rich_table
 
     cfg = tyro.cli(CompareConfig, args=argv, prog="agentkd compare")
-    result = compare(cfg)
+    try:
+        result = compare(cfg)
+    except ValueError as e:  # bad spec, env id, option value: one line, no traceback
+        print(f"agentkd compare: {e}", file=sys.stderr)
+        return 1
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(rich_table(result.report))
     console.print(f"report: {result.paths.markdown}")

@@ -241,6 +241,9 @@ def run_policies(
     Returns:
         The records of exactly the requested (policy, env, seed) triples, old and new.
     """
+    from agent.episode import check_loop_temperature
+
+    check_loop_temperature(options.loop_temperature)  # before any worker starts
     records = Path(out_dir) / RECORDS
     wanted = {(p, env, s) for p in specs for env, ss in seeds.items() for s in ss}
     done = {(e.teacher, e.env_id, e.seed) for e in load_records(records, wanted)}
@@ -332,7 +335,11 @@ def cli(argv: list[str]) -> int:
     from eval.report import rich_table
 
     cfg = tyro.cli(EvalConfig, args=argv, prog="agentkd eval")
-    result = evaluate(cfg)
+    try:
+        result = evaluate(cfg)
+    except ValueError as e:  # bad spec, env id, option value: one line, no traceback
+        print(f"agentkd eval: {e}", file=sys.stderr)
+        return 1
     report = json.loads(result.report.json.read_text(encoding="utf-8"))
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(rich_table(report))

@@ -149,3 +149,9 @@ def test_loop_escape_keys_on_the_recent_actions_and_leaves_the_expert_alone():
     assert spins.contexts[4].observation == spins.contexts[0].observation
     expert = run_episode(envs.make("babyai-goto-local"), load_policy("expert"), seed=0, loop_temperature=1.0)
     assert expert.success and not any(s.resampled for s in expert.steps)
+
+
+def test_a_loop_temperature_that_is_no_temperature_is_refused():
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="--loop-temperature"):
+            run_episode(envs.make("frozenlake-4x4"), Pacer(), seed=0, loop_temperature=bad)

@@ -87,6 +87,17 @@ def test_bad_input_names_what_is_wrong(tmp_path):
         eval_seeds([ENV], 0)
     with pytest.raises(ValueError):
         evaluate(_cfg(tmp_path, policy="nonsense:spec"))
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="--loop-temperature: expected a temperature >= 0"):
+            evaluate(_cfg(tmp_path, loop_temperature=bad, out=tmp_path / "hot"))
+    assert not (tmp_path / "hot" / "episodes.jsonl").exists()  # refused before any episode ran
+
+
+def test_cli_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
+    rc = cli(["--policy", "expert", "--env", ENV, "--episodes", "2", "--out", str(tmp_path / "x"),
+              "--loop-temperature", "-1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip() == "agentkd eval: --loop-temperature: expected a temperature >= 0 (0: off), got -1.0"
 
 
 def test_cli_prints_the_table_and_the_report_path(tmp_path, capsys):
