@@ -9,14 +9,14 @@ Description:
 
 Observation:
     Text (``envs.babyai_text.describe``): the heading (east/south/west/north),
-    what the agent carries, the visible objects one line per type with each one's colour
-    and position relative to the agent ("You see balls: red 2 ahead, 1 left; blue 3
-    ahead."; nearest first), the objects it saw earlier in the episode and cannot see now,
-    where they are now ("You remember keys: ..."), what is right in front ("In front:
+    what the agent carries, the visible objects one line per colour and type with each
+    one's position relative to the agent ("You see red balls: 2 ahead, 1 left; 3 ahead.";
+    nearest first), the objects it saw earlier in the episode and cannot see now, where
+    they are now ("You remember blue keys: ..."), what is right in front ("In front:
     nothing." / "wall" / an object) and right beside, the cells a turn would face ("To the
     left: red box.", "To the right: nothing."), and the nearest wall straight ahead, left
     and right where it is in view ("Walls: 3 ahead, 1 left."), then the mission (last,
-    next to the answer). Usually under 560 characters.
+    next to the answer). Usually under 640 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``

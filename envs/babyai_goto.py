@@ -6,36 +6,34 @@ predict: about a fifth of its GoToLocal actions. This expert acts only on what t
 says (the objects in view, the objects remembered, the walls, the last actions), so a
 student can learn every one of its decisions:
 
-1. The target is the first object of the mission's type in the "You see" line of that
-   type that fits the mission, else the first in its "You remember" line. The move is the
-   first action of a shortest path (turns count) to facing it, over the cells the agent
-   knows: remembered objects and walls block, cells never seen are taken to be free. Of
-   several shortest first actions it takes the plain one (forward while the target is
-   ahead, else a turn toward the target's side), else forward, turn left, turn right.
+1. The target is the nearest object that fits the mission in view (the first entry of the
+   mission's line, ``You see red balls:``), else the nearest remembered (``You remember red
+   balls:``). The move is the first action of a shortest path (turns count) to facing it,
+   over the cells the agent knows: remembered objects and walls block, cells never seen
+   are taken to be free. Of several shortest first actions it takes the plain one (forward
+   while the target is ahead, else a turn toward the target's side), else forward, turn
+   left, turn right.
 2. No such object known yet: turn left, up to three times in a row (a full look around).
 3. Still nothing after that: walk to the nearest state that faces a cell never seen.
 
-Rationales repeat the mission, then read the mission type's lines (``see balls:`` and,
-past its end, ``remember balls:``) entry by entry, word for word as the observation writes
-them, up to the target, then what is in front and the move:
-``go to the blue ball: see balls: red 1 left; blue 2 ahead, 1 left; in front: nothing: go
-forward.``; when the plain action is not the one taken, ``...; in front: grey key; go
-around: turn right.``; when the plain action is a turn, also what that turn would face,
-``...; in front: nothing; to the left: red box; go around: go forward.`` (a turn toward
-an object that is not the target is never the plain way there: the side cell decides
-it, where without it the student had to find what lies 1 left among every type's line);
-with no target known, both lines whole, then ``not seen``:
-``go to the blue ball: see no balls; remember balls: red 2 behind: not seen: turn left.``,
+Rationales repeat the mission, then copy the mission's line and its first entry word for
+word as the observation writes them, then what is in front and the move:
+``go to the blue ball: see blue balls: 2 ahead, 1 left; in front: nothing: go forward.``;
+with nothing of it in view, ``see no blue balls; remember blue balls: 1 behind; ...``; when
+the plain action is not the one taken, ``...; in front: grey key; go around: turn right.``;
+when the plain action is a turn, also what that turn would face, ``...; in front: nothing;
+to the left: red box; go around: go forward.`` (a turn toward an object that is not the
+target is never the plain way there: the side cell decides it); with no target known,
+``go to the blue ball: see no blue balls; remember no blue balls: not seen: turn left.``,
 or ``...: not seen, explore: go forward.``
 
-The observation lists objects one line per type (``envs.babyai_text.describe``), so
-finding the target is finding its type's line, then its colour there: the student compares
-one word per entry, and the rationale reads only the entries it compares. Reading every
-object of every type out instead (``red key 1 left; blue ball 2 ahead, 1 left``), a micro
-student trained 3000 steps on 3000 expert episodes solved 19 of 50 held-out episodes
-through llama.cpp; with the type lines, trained the same way, 34 of 50 (BENCHMARKS.md,
-Training quality). A word-for-word copy is a run of copies, each from the word after the
-one copied before, and the test whether an entry is the target sits right after that entry.
+The observation lists objects one line per colour and type (``envs.babyai_text.describe``),
+so finding the target is finding one line by its name, and the target is that line's first
+entry: the student copies it, with no verdict on each entry's colour. With one line per
+type (``see balls: red 1 left; blue 2 ahead, 1 left``) the rationale read the type's
+entries up to the target, and the first wrong step of a micro student's failed episodes
+was mostly such a verdict: stopping at another colour, or reading past the target
+(BENCHMARKS.md, Training quality).
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import (PLURAL, front_thing, listing, object_type, remembered_objects, side_thing, visible_cells,
+from envs.babyai_text import (PLURAL, entry, front_thing, kind_name, remembered_objects, side_thing, visible_cells,
                               visible_objects)
 from envs.base import ExpertStep
 
@@ -87,25 +85,27 @@ def steps_to_face(start: State, goal: Callable[[State], bool], free: Callable[[i
     return None
 
 
-def _fits(name: str, desc: Any) -> bool:
+def fits(name: str, desc: Any) -> bool:
     """Whether an object name (``"red ball"``, ``"grey door (open)"``) fits ``desc``."""
     color, kind = name.split(" (")[0].split(" ", 1)
     return kind == desc.type and desc.color in (None, color)
 
 
-def read_out(seen: list[Obj], remembered: list[Obj], kind: str, upto: int | None) -> str:
-    """The rationale's reading of the mission type's lines: ``see KINDS:`` and its entries,
-    then ``remember KINDS:`` and its entries, word for word as the observation writes them
-    (``listing``), up to entry ``upto`` of the two lines joined (``None``: all of both). A
-    line with nothing of the type reads ``see no KINDS`` / ``remember no KINDS``; the
-    remembered line is not read when the target is in view."""
-    plural = PLURAL[kind]
-    known = [*seen, *remembered][:None if upto is None else upto + 1]
-    here, past = known[:len(seen)], known[len(seen):]
-    parts = [f"see {plural}: {listing(here)}" if here else f"see no {plural}"]
-    if upto is None or upto >= len(seen):
-        parts.append(f"remember {plural}: {listing(past)}" if past else f"remember no {plural}")
-    return "; ".join(parts)
+def read_out(seen: list[Obj], remembered: list[Obj], wanted: str) -> tuple[str, Obj | None]:
+    """The rationale's reading of the observation for the mission's object, and the target.
+
+    ``seen`` and ``remembered``: the objects in view and remembered that fit the mission,
+    nearest first; ``wanted``: the mission's line (``"red balls"``, or ``"balls"`` for a
+    mission without a colour). The target is the nearest object in view, else the nearest
+    remembered, and the reading copies its line's name and its entry as the observation
+    writes them: ``see red balls: 2 ahead``; ``see no red balls; remember red balls: 1
+    behind``; with none known, ``see no red balls; remember no red balls`` (target None).
+    """
+    if seen:
+        return f"see {kind_name(seen[0][0])}: {entry(*seen[0])}", seen[0]
+    if remembered:
+        return f"see no {wanted}; remember {kind_name(remembered[0][0])}: {entry(*remembered[0])}", remembered[0]
+    return f"see no {wanted}; remember no {wanted}", None
 
 
 class GoToExpert:
@@ -128,14 +128,13 @@ class GoToExpert:
             raise TypeError(f"{env.env_id}: GoToExpert needs a 'go to' mission, got {level.mission!r}")
         desc = instr.desc
         view = visible_cells(level)  # one view for the whole decision (gen_obs_grid is the cost)
-        seen = [o for o in visible_objects(level, view) if object_type(o[0]) == desc.type]
-        remembered = [o for o in remembered_objects(level, env.memory, view) if object_type(o[0]) == desc.type]
-        known = [*seen, *remembered]
-        index = next((i for i, o in enumerate(known) if _fits(o[0], desc)), None)
-        if index is not None:
-            return self._go_to(f"{level.mission}: {read_out(seen, remembered, desc.type, index)}",
-                               *known[index][1:], view)
-        where = f"{level.mission}: {read_out(seen, remembered, desc.type, None)}"
+        seen = [o for o in visible_objects(level, view) if fits(o[0], desc)]
+        remembered = [o for o in remembered_objects(level, env.memory, view) if fits(o[0], desc)]
+        wanted = " ".join(w for w in (desc.color, PLURAL[desc.type]) if w)
+        reading, target = read_out(seen, remembered, wanted)
+        where = f"{level.mission}: {reading}"
+        if target is not None:
+            return self._go_to(where, *target[1:], view)
         if env.applied[-_SCAN_TURNS:] != ["turn left"] * _SCAN_TURNS:
             return ExpertStep("turn left", f"{where}: not seen: turn left.")
         action = self._explore(view)

@@ -144,26 +144,34 @@ def object_type(name: str) -> str:
     return name.split(" (")[0].split(" ", 1)[1]
 
 
+def kind_name(name: str) -> str:
+    """The line an object is listed in, its colour and its type's plural: ``"red ball"`` ->
+    ``"red balls"``, ``"grey door (open)"`` -> ``"grey doors"``."""
+    color = name.split(" ", 1)[0]
+    return f"{color} {PLURAL[object_type(name)]}"
+
+
 def entry(name: str, ahead: int, right: int) -> str:
-    """One object of a type's line: its name without the type, then where it is
-    (``"red 2 ahead, 1 left"``, ``"yellow (locked) 3 right"``)."""
-    color, rest = name.split(" ", 1)
-    state = rest.split(" (", 1)[1:]
-    return " ".join([color, *(f"({s}" for s in state), relative_words(ahead, right)])
+    """One object of its line: where it is, after a door's state (``"2 ahead, 1 left"``,
+    ``"(locked) 3 right"``). The line itself names the colour and the type."""
+    state = name.split(" (", 1)[1:]
+    return " ".join([*(f"({s}" for s in state), relative_words(ahead, right)])
 
 
 def listing(objs: list[tuple[str, int, int]]) -> str:
-    """Objects of one type as their line lists them: ``"red 2 ahead, 1 left; blue 3 right"``."""
+    """Objects of one line as it lists them: ``"2 ahead, 1 left; 3 right"``."""
     return "; ".join(entry(*o) for o in objs)
 
 
-def by_type(objs: list[tuple[str, int, int]]) -> dict[str, list[tuple[str, int, int]]]:
-    """``objs`` grouped by type, in ``TYPES`` order, each group in the order given."""
+def by_kind(objs: list[tuple[str, int, int]]) -> dict[str, list[tuple[str, int, int]]]:
+    """``objs`` grouped by line (``kind_name``): types in ``TYPES`` order, the colours of a
+    type in the order of their first object in ``objs`` (nearest first where ``objs`` is),
+    each group in the order given."""
     groups: dict[str, list[tuple[str, int, int]]] = {}
     for kind in TYPES:
-        group = [o for o in objs if object_type(o[0]) == kind]
-        if group:
-            groups[kind] = group
+        for o in objs:
+            if object_type(o[0]) == kind:
+                groups.setdefault(kind_name(o[0]), []).append(o)
     return groups
 
 
@@ -194,18 +202,21 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     Example::
 
         You face east and carry nothing.
-        You see balls: red 2 ahead, 1 left; blue 3 ahead.
-        You see doors: grey (closed) 3 ahead.
-        You remember keys: blue 2 behind, 3 right.
+        You see red balls: 1 ahead, 1 left; 4 ahead.
+        You see blue balls: 3 ahead.
+        You see grey doors: (closed) 3 ahead, 2 right.
+        You remember blue keys: 2 behind, 3 right.
         In front: nothing.
         To the left: wall.
         To the right: nothing.
         Walls: 4 ahead, 1 left.
         Mission: go to the red ball.
 
-    Objects come one line per type (keys, balls, boxes, doors), nearest first within a
-    line, so that finding "the red ball" is finding the line of balls and then its colour
-    there: a student compares one word per entry, never a colour and a type at once.
+    Objects come one line per colour and type (the types in the order keys, balls, boxes,
+    doors, the colours of a type nearest first), nearest first within a line, so that
+    finding "the red ball" is finding the line "red balls", and its nearest is the line's
+    first entry: a student matches the mission's two words once, never an entry's colour
+    against the mission's entry by entry.
     ``memory`` (see ``remember``) adds the "You remember" lines: what the agent saw earlier
     in the episode and cannot see now, where it is now relative to the agent. "In front"
     names what blocks the cell ahead (an object, a wall) or says ``nothing``; "To the left"
@@ -217,10 +228,10 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
     if view is None:  # one view for every line below (gen_obs_grid is the cost)
         view = visible_cells(env)
-    seen = by_type(visible_objects(env, view))
-    lines += [f"You see {PLURAL[k]}: {listing(objs)}." for k, objs in seen.items()] or ["You see no objects."]
-    past = by_type(remembered_objects(env, memory, view) if memory else [])
-    lines += [f"You remember {PLURAL[k]}: {listing(objs)}." for k, objs in past.items()]
+    seen = by_kind(visible_objects(env, view))
+    lines += [f"You see {k}: {listing(objs)}." for k, objs in seen.items()] or ["You see no objects."]
+    past = by_kind(remembered_objects(env, memory, view) if memory else [])
+    lines += [f"You remember {k}: {listing(objs)}." for k, objs in past.items()]
     lines.append(f"In front: {front_thing(env) or 'nothing'}.")
     lines += [f"To the {side}: {side_thing(env, side) or 'nothing'}." for side in ("left", "right")]
     walls = wall_distances(env, view)
