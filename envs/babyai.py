@@ -9,14 +9,14 @@ Description:
 
 Observation:
     Text (``envs.babyai_text.describe``): the heading (east/south/west/north),
-    what the agent carries, the objects one line per colour and type with each one's
-    position relative to the agent ("You see red balls: 2 ahead, 1 left; 3 ahead.";
-    nearest first), those it saw earlier in the episode and cannot see now in the same
-    lines, where they are now ("You see blue keys: (remembered) 2 behind."), what is right
-    in front ("In front: nothing." / "wall" / an object) and right beside, the cells a turn
-    would face ("To the left: red box.", "To the right: nothing."), and the nearest wall
-    straight ahead, left and right where it is in view ("Walls: 3 ahead, 1 left."), then
-    the mission (last, next to the answer). Usually under 700 characters.
+    what the agent carries, the visible objects one line per colour and type with each
+    one's position relative to the agent ("You see red balls: 2 ahead, 1 left; 3 ahead.";
+    nearest first), the objects it saw earlier in the episode and cannot see now, where
+    they are now ("You remember blue keys: ..."), what is right in front ("In front:
+    nothing." / "wall" / an object) and right beside, the cells a turn would face ("To the
+    left: red box.", "To the right: nothing."), and the nearest wall straight ahead, left
+    and right where it is in view ("Walls: 3 ahead, 1 left."), then the mission (last,
+    next to the answer). Usually under 640 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``
@@ -221,7 +221,7 @@ class BabyAITextEnv(TextEnv):
         self._success_flag = False
         self._expert: BabyAIExpert | GoToExpert | None = None
         #: This episode's memory: world cell -> the object last seen there (the text's
-        #: "(remembered)" entries), every cell ever in view, and the actions applied.
+        #: "You remember"), every cell ever in view, and the actions applied.
         self.memory: dict[tuple[int, int], str] = {}
         self.seen: set[tuple[int, int]] = set()
         self.applied: list[str] = []

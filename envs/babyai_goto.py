@@ -6,33 +6,33 @@ predict: about a fifth of its GoToLocal actions. This expert acts only on what t
 says (the objects in view, the objects remembered, the walls, the last actions), so a
 student can learn every one of its decisions:
 
-1. The target is the nearest object that fits the mission, in view or remembered: the
-   first entry of the mission's line (``You see red balls:``). The move is the first action
-   of a shortest path (turns count) to facing it, over the cells the agent knows:
-   remembered objects and walls block, cells never seen are taken to be free. Of several
-   shortest first actions it takes the plain one (forward while the target is ahead, else
-   a turn toward the target's side), else forward, turn left, turn right.
+1. The target is the nearest object that fits the mission in view (the first entry of the
+   mission's line, ``You see red balls:``), else the nearest remembered (``You remember red
+   balls:``). The move is the first action of a shortest path (turns count) to facing it,
+   over the cells the agent knows: remembered objects and walls block, cells never seen
+   are taken to be free. Of several shortest first actions it takes the plain one (forward
+   while the target is ahead, else a turn toward the target's side), else forward, turn
+   left, turn right.
 2. No such object known yet: turn left, up to three times in a row (a full look around).
 3. Still nothing after that: walk to the nearest state that faces a cell never seen.
 
 Rationales repeat the mission, then copy the mission's line and its first entry word for
 word as the observation writes them, then what is in front and the move:
-``go to the blue ball: see blue balls: 2 ahead, 1 left; in front: nothing: go forward.``,
-``go to the blue ball: see blue balls: (remembered) 1 behind; ...``; when the plain action
-is not the one taken, ``...; in front: grey key; go around: turn right.``; when the plain
-action is a turn, also what that turn would face, ``...; in front: nothing; to the left:
-red box; go around: go forward.`` (a turn toward an object that is not the target is never
-the plain way there: the side cell decides it); with no target known, ``go to the blue
-ball: see no blue balls: not seen: turn left.``, or ``...: not seen, explore: go forward.``
+``go to the blue ball: see blue balls: 2 ahead, 1 left; in front: nothing: go forward.``;
+with nothing of it in view, ``see no blue balls; remember blue balls: 1 behind; ...``; when
+the plain action is not the one taken, ``...; in front: grey key; go around: turn right.``;
+when the plain action is a turn, also what that turn would face, ``...; in front: nothing;
+to the left: red box; go around: go forward.`` (a turn toward an object that is not the
+target is never the plain way there: the side cell decides it); with no target known,
+``go to the blue ball: see no blue balls; remember no blue balls: not seen: turn left.``,
+or ``...: not seen, explore: go forward.``
 
-The observation lists objects one line per colour and type, those in view and those
-remembered together (``envs.babyai_text.describe``), so finding the target is finding one
-line by its name, and the target is that line's first entry: the student copies it, with
-no verdict on each entry's colour and none on whether the target is in view. A micro
-student read a line per type entry by entry and failed mostly at a colour verdict; with a
-line per colour and type but the remembered objects in lines of their own (``see no red
-balls; remember red balls: 1 behind``) it wrote ``see red balls`` for nearly every target
-only remembered, a state its own mistakes make common and the expert's path rare
+The observation lists objects one line per colour and type (``envs.babyai_text.describe``),
+so finding the target is finding one line by its name, and the target is that line's first
+entry: the student copies it, with no verdict on each entry's colour. With one line per
+type (``see balls: red 1 left; blue 2 ahead, 1 left``) the rationale read the type's
+entries up to the target, and the first wrong step of a micro student's failed episodes
+was mostly such a verdict: stopping at another colour, or reading past the target
 (BENCHMARKS.md, Training quality).
 """
 
@@ -44,7 +44,8 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import PLURAL, entry, front_thing, kind_name, known_objects, side_thing, visible_cells
+from envs.babyai_text import (PLURAL, entry, front_thing, kind_name, remembered_objects, side_thing, visible_cells,
+                              visible_objects)
 from envs.base import ExpertStep
 
 #: minigrid's agent_dir (0 east, 1 south, 2 west, 3 north) as a step (dx, dy).
@@ -90,18 +91,21 @@ def fits(name: str, desc: Any) -> bool:
     return kind == desc.type and desc.color in (None, color)
 
 
-def read_out(known: list[Obj], wanted: str) -> tuple[str, Obj | None]:
+def read_out(seen: list[Obj], remembered: list[Obj], wanted: str) -> tuple[str, Obj | None]:
     """The rationale's reading of the observation for the mission's object, and the target.
 
-    ``known``: the objects the agent knows of (``known_objects``) that fit the mission,
+    ``seen`` and ``remembered``: the objects in view and remembered that fit the mission,
     nearest first; ``wanted``: the mission's line (``"red balls"``, or ``"balls"`` for a
-    mission without a colour). The target is the nearest, and the reading copies its line's
-    name and its entry as the observation writes them, ``see red balls: 2 ahead`` or ``see
-    red balls: (remembered) 1 behind``; with none known, ``see no red balls`` (target None).
+    mission without a colour). The target is the nearest object in view, else the nearest
+    remembered, and the reading copies its line's name and its entry as the observation
+    writes them: ``see red balls: 2 ahead``; ``see no red balls; remember red balls: 1
+    behind``; with none known, ``see no red balls; remember no red balls`` (target None).
     """
-    if known:
-        return f"see {kind_name(known[0][0])}: {entry(*known[0])}", known[0]
-    return f"see no {wanted}", None
+    if seen:
+        return f"see {kind_name(seen[0][0])}: {entry(*seen[0])}", seen[0]
+    if remembered:
+        return f"see no {wanted}; remember {kind_name(remembered[0][0])}: {entry(*remembered[0])}", remembered[0]
+    return f"see no {wanted}; remember no {wanted}", None
 
 
 class GoToExpert:
@@ -124,9 +128,10 @@ class GoToExpert:
             raise TypeError(f"{env.env_id}: GoToExpert needs a 'go to' mission, got {level.mission!r}")
         desc = instr.desc
         view = visible_cells(level)  # one view for the whole decision (gen_obs_grid is the cost)
-        known = [o for o in known_objects(level, env.memory, view) if fits(o[0], desc)]
+        seen = [o for o in visible_objects(level, view) if fits(o[0], desc)]
+        remembered = [o for o in remembered_objects(level, env.memory, view) if fits(o[0], desc)]
         wanted = " ".join(w for w in (desc.color, PLURAL[desc.type]) if w)
-        reading, target = read_out(known, wanted)
+        reading, target = read_out(seen, remembered, wanted)
         where = f"{level.mission}: {reading}"
         if target is not None:
             return self._go_to(where, *target[1:], view)

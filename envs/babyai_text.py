@@ -117,15 +117,6 @@ def remembered_objects(env: Any, memory: dict[Pos, str],
                            if pos not in cells and tuple(env.agent_pos) != pos])
 
 
-def known_objects(env: Any, memory: dict[Pos, str] | None,
-                  cells: dict[Pos, WorldObj | None]) -> list[tuple[str, int, int]]:
-    """Every object the agent knows of, in view (``cells``) or remembered out of it
-    (``memory``), as (name, ahead, right), nearest first; a remembered one's name ends in
-    ``" (remembered)"``, so that its entry says so (``"(remembered) 2 behind"``)."""
-    past = remembered_objects(env, memory, cells) if memory else []
-    return _nearest_first([*visible_objects(env, cells), *((f"{n} (remembered)", a, r) for n, a, r in past)])
-
-
 def wall_distances(env: Any, cells: dict[Pos, WorldObj | None]) -> list[tuple[str, int]]:
     """(direction, cells) of the nearest wall straight ahead, left and right, where it is in
     the view ``cells``; 1 is the cell next to the agent."""
@@ -211,10 +202,10 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     Example::
 
         You face east and carry nothing.
-        You see blue keys: (remembered) 1 behind, 1 right.
-        You see red balls: 1 ahead, 1 left; (remembered) 2 behind; 4 ahead.
+        You see red balls: 1 ahead, 1 left; 4 ahead.
         You see blue balls: 3 ahead.
         You see grey doors: (closed) 3 ahead, 2 right.
+        You remember blue keys: 2 behind, 3 right.
         In front: nothing.
         To the left: wall.
         To the right: nothing.
@@ -225,10 +216,9 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     doors, the colours of a type nearest first), nearest first within a line, so that
     finding "the red ball" is finding the line "red balls", and its nearest is the line's
     first entry: a student matches the mission's two words once, never an entry's colour
-    against the mission's entry by entry. A line holds the objects in view and, marked
-    ``(remembered)``, those of ``memory`` (see ``remember``): what the agent saw earlier in
-    the episode and cannot see now, where it is now relative to the agent; one line for
-    both, so that whether the target is in view never decides which line to read. "In front"
+    against the mission's entry by entry.
+    ``memory`` (see ``remember``) adds the "You remember" lines: what the agent saw earlier
+    in the episode and cannot see now, where it is now relative to the agent. "In front"
     names what blocks the cell ahead (an object, a wall) or says ``nothing``; "To the left"
     and "To the right" say the same of the cells beside, the ones a turn would face.
     ``view``: the state's ``visible_cells``, where the caller has it already (built here if
@@ -238,8 +228,10 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
     if view is None:  # one view for every line below (gen_obs_grid is the cost)
         view = visible_cells(env)
-    known = by_kind(known_objects(env, memory, view))
-    lines += [f"You see {k}: {listing(objs)}." for k, objs in known.items()] or ["You see no objects."]
+    seen = by_kind(visible_objects(env, view))
+    lines += [f"You see {k}: {listing(objs)}." for k, objs in seen.items()] or ["You see no objects."]
+    past = by_kind(remembered_objects(env, memory, view) if memory else [])
+    lines += [f"You remember {k}: {listing(objs)}." for k, objs in past.items()]
     lines.append(f"In front: {front_thing(env) or 'nothing'}.")
     lines += [f"To the {side}: {side_thing(env, side) or 'nothing'}." for side in ("left", "right")]
     walls = wall_distances(env, view)
