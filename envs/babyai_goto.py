@@ -32,8 +32,11 @@ so finding the target is finding one line by its name, and the target is that li
 entry: the student copies it, with no verdict on each entry's colour. With one line per
 type (``see balls: red 1 left; blue 2 ahead, 1 left``) the rationale read the type's
 entries up to the target, and the first wrong step of a micro student's failed episodes
-was mostly such a verdict: stopping at another colour, or reading past the target
-(BENCHMARKS.md, Training quality).
+was mostly such a verdict: stopping at another colour, or reading past the target. Trained
+the same way on 3000 expert episodes, a micro student solved 27 of 50 held-out episodes
+greedy through llama.cpp with the colour-type lines against 15 with the type lines within
+the ~10-minute budget (no copy warm-up), and 32 against 33 with the warm-up (BENCHMARKS.md,
+Training quality).
 """
 
 from __future__ import annotations

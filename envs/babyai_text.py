@@ -197,7 +197,7 @@ def _thing(obj: WorldObj | None) -> str | None:
 
 def describe(env: Any, memory: dict[Pos, str] | None = None,
              view: dict[Pos, WorldObj | None] | None = None) -> str:
-    """The observation text of a BabyAI state (about 100-450 characters).
+    """The observation text of a BabyAI state (about 100-600 characters).
 
     Example::
 
