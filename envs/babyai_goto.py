@@ -88,7 +88,7 @@ def steps_to_face(start: State, goal: Callable[[State], bool], free: Callable[[i
     return None
 
 
-def fits(name: str, desc: Any) -> bool:
+def _fits(name: str, desc: Any) -> bool:
     """Whether an object name (``"red ball"``, ``"grey door (open)"``) fits ``desc``."""
     color, kind = name.split(" (")[0].split(" ", 1)
     return kind == desc.type and desc.color in (None, color)
@@ -131,8 +131,8 @@ class GoToExpert:
             raise TypeError(f"{env.env_id}: GoToExpert needs a 'go to' mission, got {level.mission!r}")
         desc = instr.desc
         view = visible_cells(level)  # one view for the whole decision (gen_obs_grid is the cost)
-        seen = [o for o in visible_objects(level, view) if fits(o[0], desc)]
-        remembered = [o for o in remembered_objects(level, env.memory, view) if fits(o[0], desc)]
+        seen = [o for o in visible_objects(level, view) if _fits(o[0], desc)]
+        remembered = [o for o in remembered_objects(level, env.memory, view) if _fits(o[0], desc)]
         wanted = " ".join(w for w in (desc.color, PLURAL[desc.type]) if w)
         reading, target = read_out(seen, remembered, wanted)
         where = f"{level.mission}: {reading}"

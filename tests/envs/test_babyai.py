@@ -314,6 +314,7 @@ def test_goto_rationale_copies_the_missions_line_and_its_first_entry() -> None:
     assert read_out([], [], "balls") == ("see no balls; remember no balls", None)
     # On real episodes the reading follows from the observation text alone.
     env = envs.make("babyai-goto-local")
+    cases = {"see": 0, "remember": 0, "none": 0}
     for seed in envs.seeds("babyai-goto-local", "train", 20):
         obs, _ = env.reset(seed=seed)
         done = False
@@ -323,11 +324,13 @@ def test_goto_rationale_copies_the_missions_line_and_its_first_entry() -> None:
             wanted = f"{desc.color} {PLURAL[desc.type]}"  # GoToLocal's missions all name a colour
             lines = dict(line.rstrip(".").split(": ", 1) for line in obs.splitlines() if ": " in line)
             if f"You see {wanted}" in lines:
-                expected = f"see {wanted}: " + lines[f"You see {wanted}"].split("; ")[0]
+                case, expected = "see", f"see {wanted}: " + lines[f"You see {wanted}"].split("; ")[0]
             elif f"You remember {wanted}" in lines:
+                case = "remember"
                 expected = f"see no {wanted}; remember {wanted}: " + lines[f"You remember {wanted}"].split("; ")[0]
             else:
-                expected = f"see no {wanted}; remember no {wanted}: not seen"
+                case, expected = "none", f"see no {wanted}; remember no {wanted}: not seen"
+            cases[case] += 1
             if "not seen" not in expected:
                 expected += f"; in front: {lines['In front']}"
                 # a turn toward the target (plain) says what it would face, beside the agent
@@ -338,6 +341,7 @@ def test_goto_rationale_copies_the_missions_line_and_its_first_entry() -> None:
             assert step.rationale.startswith(f"{env.level.mission}: {expected}"), (obs, step.rationale)
             obs, _, terminated, truncated, _ = env.step(step.action)
             done = terminated or truncated
+    assert min(cases.values()) > 0, cases  # every branch of the reading was checked
 
 
 def test_bot_explains_its_actions_in_plain_words() -> None:
