@@ -73,6 +73,8 @@ class Config:
     """Cap on steps per episode (rollouts and evaluation)."""
     max_tokens: int = 64
     """Cap on generated tokens per decision."""
+    loop_temperature: float = 0.0
+    """Loop escape in the held-out evaluation (``agentkd dagger --loop-temperature``)."""
     workdir: str = "runs/bench_dagger"
     """Where the runs go (one directory per env)."""
     rollout_backend: Literal["hf", "gguf"] = "gguf"
@@ -105,7 +107,7 @@ def main(cfg: Config) -> None:
                           batch_size=cfg.batch_size, lr=cfg.lr, mixed_precision=cfg.mixed_precision,
                           action_only=cfg.action_only, rename_entities=cfg.rename_entities,
                           test_episodes=cfg.test_episodes, max_steps=cfg.max_steps, max_tokens=cfg.max_tokens,
-                          progress=False)
+                          loop_temperature=cfg.loop_temperature, progress=False)
         t0 = time.perf_counter()
         report = dagger(dc)
         wall = time.perf_counter() - t0

@@ -105,6 +105,10 @@ class DaggerConfig:
     """Cap on steps per episode in rollouts and evaluation (0: the env's own limit)."""
     max_tokens: int = 96
     """Cap on generated tokens per decision (student, LLM teacher)."""
+    loop_temperature: float = 0.0
+    """Loop escape in the held-out evaluation (``agentkd eval --loop-temperature``): > 0
+    samples, at this temperature, a decision in a situation already met in the episode.
+    Rollouts stay greedy (the states DAgger labels are the student's own)."""
     rollout_backend: Literal["hf", "gguf"] = "hf"
     """How the student plays (rollouts and held-out evaluation): hf, through transformers; gguf,
     each iteration's student is first exported (parity-checked) and plays through llama.cpp,
@@ -209,6 +213,7 @@ def small_share_warning(i: int, new: int, total: int) -> str | None:
 
 
 def _validate(cfg: DaggerConfig) -> list[str]:
+    from agent.episode import check_loop_temperature
     from eval.evaluate import parse_env_list
 
     env_ids = parse_env_list(cfg.env)
@@ -217,6 +222,7 @@ def _validate(cfg: DaggerConfig) -> list[str]:
         if getattr(cfg, name) < low:
             raise ValueError(f"--{name.replace('_', '-')}: expected >= {low}, got {getattr(cfg, name)}")
     beta_schedule(0, cfg.beta_decay)
+    check_loop_temperature(cfg.loop_temperature)
     if cfg.rollout_backend == "gguf" and cfg.rollout_quant.strip().lower() != "f32":
         from distill.quantize import check_qtype
 
@@ -241,7 +247,7 @@ def _is_preset(student: str) -> bool:
 #: Fields that must not change when a run is resumed (they define its data and students).
 _FIXED = ("env", "teacher", "student", "traces", "beta_decay", "episodes", "sft_episodes", "sft_steps",
           "steps", "seed", "max_steps", "kd", "action_only", "top_logprobs", "test_episodes",
-          "rollout_backend", "rollout_quant", "rename_entities")
+          "rollout_backend", "rollout_quant", "rename_entities", "loop_temperature")
 
 
 def _load_state(cfg: DaggerConfig, out: Path) -> dict[str, Any]:
@@ -368,7 +374,8 @@ def _success(cfg: DaggerConfig, spec: str, env_ids: list[str], out: Path) -> dic
 
     opts = RunOptions(workers=0, max_tokens=cfg.max_tokens, base_url=cfg.base_url, api_key=cfg.api_key,
                       n_threads=cfg.n_threads, prompt_variant=cfg.prompt_variant,
-                      max_steps=cfg.max_steps or None, grammar=cfg.grammar, progress=cfg.progress)
+                      max_steps=cfg.max_steps or None, grammar=cfg.grammar, progress=cfg.progress,
+                      loop_temperature=cfg.loop_temperature)
     eps = run_policies([spec], eval_seeds(env_ids, cfg.test_episodes), out / "eval", opts)
     ok, n = sum(e.success for e in eps), len(eps)
     per_env = {e: sum(x.success for x in eps if x.env_id == e) / max(1, sum(x.env_id == e for x in eps))

@@ -334,3 +334,22 @@ def test_a_run_from_before_a_new_field_resumes_at_its_default(tmp_path):
     dg._load_state(cfg, tmp_path)  # no error: it ran without renaming
     with pytest.raises(ValueError, match="rename_entities: False on disk, True now"):
         dg._load_state(dg.DaggerConfig(env=ENV, student="nano", out=str(tmp_path), rename_entities=True), tmp_path)
+
+
+def test_loop_temperature_reaches_the_held_out_evaluation_and_is_fixed_on_resume(tmp_path, monkeypatch):
+    import eval.evaluate
+
+    seen = []
+    monkeypatch.setattr(eval.evaluate, "run_policies", lambda specs, seeds, out, opts: seen.append(opts) or [])
+    for t in (0.0, 1.0):
+        dg._success(dg.DaggerConfig(env=ENV, out=str(tmp_path), loop_temperature=t), "expert", [ENV], tmp_path)
+    assert [o.loop_temperature for o in seen] == [0.0, 1.0]
+    with pytest.raises(ValueError, match="--loop-temperature: expected a temperature >= 0"):
+        dg._validate(dg.DaggerConfig(env=ENV, loop_temperature=-1.0))
+    # a run from before the field ran greedy: it resumes greedy, not with loop escape
+    cfg = dg.DaggerConfig(env=ENV, student="nano", out=str(tmp_path))
+    state = {"config": {k: getattr(cfg, k) for k in dg._FIXED if k != "loop_temperature"}, "done": []}
+    (tmp_path / dg.STATE_FILE).write_text(json.dumps(state))
+    dg._load_state(cfg, tmp_path)
+    with pytest.raises(ValueError, match="loop_temperature: 0.0 on disk, 1.0 now"):
+        dg._load_state(dg.DaggerConfig(env=ENV, student="nano", out=str(tmp_path), loop_temperature=1.0), tmp_path)
