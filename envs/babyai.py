@@ -9,13 +9,15 @@ Description:
 
 Observation:
     Text (``envs.babyai_text.describe``): the heading (east/south/west/north),
-    what the agent carries, the visible objects one line per colour and type with each
-    one's position relative to the agent ("You see red balls: 2 ahead, 1 left; 3 ahead.";
-    nearest first), the objects it saw earlier in the episode and cannot see now, where
-    they are now ("You remember blue keys: ..."), what is right in front ("In front:
-    nothing." / "wall" / an object) and right beside, the cells a turn would face ("To the
-    left: red box.", "To the right: nothing."), and the nearest wall straight ahead, left
-    and right where it is in view ("Walls: 3 ahead, 1 left."), then the mission (last,
+    what the agent carries, the objects it knows one line per colour and type, the line
+    named in one word, with each one's position relative to the agent ("Known RedBalls: 2
+    ahead, 1 left; 3 ahead; remembered 1 behind."; those in view first, nearest first, then
+    those it saw earlier in the episode and cannot see now, where they are now), what is
+    right in front ("In front: nothing." / "wall" / an object) and right beside, the cells
+    a turn would face ("To the left: red box.", "To the right: nothing."), and the nearest
+    wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1 left."),
+    then the mission and, for a mission about one object, that object named as its line
+    ("Target: RedBalls."; last, next to the answer).
     next to the answer). Usually under 640 characters.
 
 Actions:
@@ -221,7 +223,7 @@ class BabyAITextEnv(TextEnv):
         self._success_flag = False
         self._expert: BabyAIExpert | GoToExpert | None = None
         #: This episode's memory: world cell -> the object last seen there (the text's
-        #: "You remember"), every cell ever in view, and the actions applied.
+        #: "remembered"), every cell ever in view, and the actions applied.
         self.memory: dict[tuple[int, int], str] = {}
         self.seen: set[tuple[int, int]] = set()
         self.applied: list[str] = []

@@ -7,36 +7,35 @@ says (the objects in view, the objects remembered, the walls, the last actions),
 student can learn every one of its decisions:
 
 1. The target is the nearest object that fits the mission in view (the first entry of the
-   mission's line, ``You see red balls:``), else the nearest remembered (``You remember red
-   balls:``). The move is the first action of a shortest path (turns count) to facing it,
-   over the cells the agent knows: remembered objects and walls block, cells never seen
-   are taken to be free. Of several shortest first actions it takes the plain one (forward
-   while the target is ahead, else a turn toward the target's side), else forward, turn
-   left, turn right.
+   mission's line, ``Known RedBalls: 2 ahead``), else the nearest remembered (the line's
+   first entry marked ``remembered``). The move is the first action of a shortest path
+   (turns count) to facing it, over the cells the agent knows: remembered objects and walls
+   block, cells never seen are taken to be free. Of several shortest first actions it
+   takes the plain one (forward while the target is ahead, else a turn toward the target's
+   side), else forward, turn left, turn right.
 2. No such object known yet: turn left, up to three times in a row (a full look around).
 3. Still nothing after that: walk to the nearest state that faces a cell never seen.
 
-Rationales repeat the mission, then copy the mission's line and its first entry word for
-word as the observation writes them, then what is in front and the move:
-``go to the blue ball: see blue balls: 2 ahead, 1 left; in front: nothing: go forward.``;
-with nothing of it in view, ``see no blue balls; remember blue balls: 1 behind; ...``; when
+Rationales copy the observation's ``Target`` word, then that line's first entry word for
+word, then what is in front and the move: ``BlueBalls: 2 ahead, 1 left; in front: nothing:
+go forward.``; with the target out of view, ``BlueBalls: remembered 1 behind; ...``; when
 the plain action is not the one taken, ``...; in front: grey key; go around: turn right.``;
 when the plain action is a turn, also what that turn would face, ``...; in front: nothing;
 to the left: red box; go around: go forward.`` (a turn toward an object that is not the
 target is never the plain way there: the side cell decides it); with no target known,
-``go to the blue ball: see no blue balls; remember no blue balls: not seen: turn left.``,
-or ``...: not seen, explore: go forward.``
+``BlueBalls: not seen: turn left.``, or ``BlueBalls: not seen, explore: go forward.``
 
-The observation lists objects one line per colour and type (``envs.babyai_text.describe``),
-so finding the target is finding one line by its name, and the target is that line's first
-entry: the student copies it, with no verdict on each entry's colour. With one line per
-type (``see balls: red 1 left; blue 2 ahead, 1 left``) the rationale read the type's
-entries up to the target, and the first wrong step of a micro student's failed episodes
-was mostly such a verdict: stopping at another colour, or reading past the target. Trained
-the same way on 3000 expert episodes, a micro student solved 27 of 50 held-out episodes
-greedy through llama.cpp with the colour-type lines against 15 with the type lines within
-the ~10-minute budget (no copy warm-up), and 32 against 33 with the warm-up (BENCHMARKS.md,
-Training quality).
+So the reading is two copies: the target's name from the last line (a fixed distance
+back), then what follows that name where it stands among the object lines (an induction
+copy of one token's context). The observation's layout serves exactly that
+(``envs.babyai_text.describe``): each line is named by one token (``RedBalls``), the
+objects in view come first and the remembered ones after them in the same line, so the
+target is always the first entry, in view or not. Earlier layouts asked more of a micro
+student, and its failures were where they asked it (BENCHMARKS.md, Training quality): one
+line per type made it compare each entry's colour with the mission's; a line named by two
+words (``red balls``) made it find the line by a pair of tokens; separate ``You see`` and
+``You remember`` lines made it decide that the target was not in view, which it never
+learnt (0 of 532 such states right).
 """
 
 from __future__ import annotations
@@ -47,8 +46,8 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import (PLURAL, entry, front_thing, kind_name, remembered_objects, side_thing, visible_cells,
-                              visible_objects)
+from envs.babyai_text import (entry, front_thing, kind_name, line_name, remembered_objects, side_thing,
+                              visible_cells, visible_objects)
 from envs.base import ExpertStep
 
 #: minigrid's agent_dir (0 east, 1 south, 2 west, 3 north) as a step (dx, dy).
@@ -98,17 +97,17 @@ def read_out(seen: list[Obj], remembered: list[Obj], wanted: str) -> tuple[str, 
     """The rationale's reading of the observation for the mission's object, and the target.
 
     ``seen`` and ``remembered``: the objects in view and remembered that fit the mission,
-    nearest first; ``wanted``: the mission's line (``"red balls"``, or ``"balls"`` for a
+    nearest first; ``wanted``: the mission's line (``"RedBalls"``, or ``"Balls"`` for a
     mission without a colour). The target is the nearest object in view, else the nearest
-    remembered, and the reading copies its line's name and its entry as the observation
-    writes them: ``see red balls: 2 ahead``; ``see no red balls; remember red balls: 1
-    behind``; with none known, ``see no red balls; remember no red balls`` (target None).
+    remembered, and the reading copies its line's name and first entry as the observation
+    writes them: ``RedBalls: 2 ahead``; ``RedBalls: remembered 1 behind``; with none known,
+    ``RedBalls: not seen`` (target None).
     """
     if seen:
-        return f"see {kind_name(seen[0][0])}: {entry(*seen[0])}", seen[0]
+        return f"{kind_name(seen[0][0])}: {entry(*seen[0])}", seen[0]
     if remembered:
-        return f"see no {wanted}; remember {kind_name(remembered[0][0])}: {entry(*remembered[0])}", remembered[0]
-    return f"see no {wanted}; remember no {wanted}", None
+        return f"{kind_name(remembered[0][0])}: {entry(*remembered[0], remembered=True)}", remembered[0]
+    return f"{wanted}: not seen", None
 
 
 class GoToExpert:
@@ -133,15 +132,13 @@ class GoToExpert:
         view = visible_cells(level)  # one view for the whole decision (gen_obs_grid is the cost)
         seen = [o for o in visible_objects(level, view) if _fits(o[0], desc)]
         remembered = [o for o in remembered_objects(level, env.memory, view) if _fits(o[0], desc)]
-        wanted = " ".join(w for w in (desc.color, PLURAL[desc.type]) if w)
-        reading, target = read_out(seen, remembered, wanted)
-        where = f"{level.mission}: {reading}"
+        where, target = read_out(seen, remembered, line_name(desc.color, desc.type))
         if target is not None:
             return self._go_to(where, *target[1:], view)
         if env.applied[-_SCAN_TURNS:] != ["turn left"] * _SCAN_TURNS:
-            return ExpertStep("turn left", f"{where}: not seen: turn left.")
+            return ExpertStep("turn left", f"{where}: turn left.")
         action = self._explore(view)
-        return ExpertStep(action, f"{where}: not seen, explore: {action}.")
+        return ExpertStep(action, f"{where}, explore: {action}.")
 
     # ----------------------------------------------------------------- planning
     def _state(self) -> State:

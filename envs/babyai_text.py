@@ -144,35 +144,55 @@ def object_type(name: str) -> str:
     return name.split(" (")[0].split(" ", 1)[1]
 
 
+def line_name(color: str | None, kind: str) -> str:
+    """The one word that names a colour and type's line: ``("red", "ball")`` -> ``"RedBalls"``,
+    ``(None, "ball")`` -> ``"Balls"`` (a mission without a colour). One word is one token of a
+    student's byte-level BPE, so finding the mission's line is matching one token."""
+    return f"{(color or '').capitalize()}{PLURAL[kind].capitalize()}"
+
+
 def kind_name(name: str) -> str:
-    """The line an object is listed in, its colour and its type's plural: ``"red ball"`` ->
-    ``"red balls"``, ``"grey door (open)"`` -> ``"grey doors"``."""
-    color = name.split(" ", 1)[0]
-    return f"{color} {PLURAL[object_type(name)]}"
+    """The line an object is listed in (``line_name``): ``"red ball"`` -> ``"RedBalls"``,
+    ``"grey door (open)"`` -> ``"GreyDoors"``."""
+    return line_name(name.split(" ", 1)[0], object_type(name))
 
 
-def entry(name: str, ahead: int, right: int) -> str:
-    """One object of its line: where it is, after a door's state (``"2 ahead, 1 left"``,
-    ``"(locked) 3 right"``). The line itself names the colour and the type."""
+def entry(name: str, ahead: int, right: int, remembered: bool = False) -> str:
+    """One object of its line: where it is, after a door's state and, for an object out of
+    view, ``remembered`` (``"2 ahead, 1 left"``, ``"(locked) 3 right"``, ``"remembered 1
+    behind"``). The line itself names the colour and the type."""
     state = name.split(" (", 1)[1:]
-    return " ".join([*(f"({s}" for s in state), relative_words(ahead, right)])
+    mark = ["remembered"] if remembered else []
+    return " ".join([*mark, *(f"({s}" for s in state), relative_words(ahead, right)])
 
 
-def listing(objs: list[tuple[str, int, int]]) -> str:
-    """Objects of one line as it lists them: ``"2 ahead, 1 left; 3 right"``."""
+#: An object of a line: (name, ahead, right), and whether it is remembered (out of view).
+Known = tuple[str, int, int, bool]
+
+
+def listing(objs: list[Known]) -> str:
+    """Objects of one line as it lists them: ``"2 ahead, 1 left; remembered 3 right"``."""
     return "; ".join(entry(*o) for o in objs)
 
 
-def by_kind(objs: list[tuple[str, int, int]]) -> dict[str, list[tuple[str, int, int]]]:
+def by_kind(objs: list[Known]) -> dict[str, list[Known]]:
     """``objs`` grouped by line (``kind_name``): types in ``TYPES`` order, the colours of a
-    type in the order of their first object in ``objs`` (nearest first where ``objs`` is),
-    each group in the order given."""
-    groups: dict[str, list[tuple[str, int, int]]] = {}
+    type in the order of their first object in ``objs``, each group in the order given."""
+    groups: dict[str, list[Known]] = {}
     for kind in TYPES:
         for o in objs:
             if object_type(o[0]) == kind:
                 groups.setdefault(kind_name(o[0]), []).append(o)
     return groups
+
+
+def target_line(instr: Any) -> str | None:
+    """The mission's object named as its line (``"Target: RedBalls."``), for missions about
+    one object (go to, pick up, open); None for the others (put next to, sequences)."""
+    desc = getattr(instr, "desc", None)
+    if not isinstance(desc, ObjDesc) or desc.type not in PLURAL:
+        return None
+    return f"Target: {line_name(desc.color, desc.type)}."
 
 
 def front_thing(env: Any) -> str | None:
@@ -202,43 +222,47 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     Example::
 
         You face east and carry nothing.
-        You see red balls: 1 ahead, 1 left; 4 ahead.
-        You see blue balls: 3 ahead.
-        You see grey doors: (closed) 3 ahead, 2 right.
-        You remember blue keys: 2 behind, 3 right.
+        Known RedBalls: 1 ahead, 1 left; 4 ahead; remembered 2 behind.
+        Known BlueBalls: 3 ahead.
+        Known GreyDoors: (closed) 3 ahead, 2 right.
+        Known BlueKeys: remembered 2 behind, 3 right.
         In front: nothing.
         To the left: wall.
         To the right: nothing.
         Walls: 4 ahead, 1 left.
         Mission: go to the red ball.
+        Target: RedBalls.
 
-    Objects come one line per colour and type (the types in the order keys, balls, boxes,
-    doors, the colours of a type nearest first), nearest first within a line, so that
-    finding "the red ball" is finding the line "red balls", and its nearest is the line's
-    first entry: a student matches the mission's two words once, never an entry's colour
-    against the mission's entry by entry.
-    ``memory`` (see ``remember``) adds the "You remember" lines: what the agent saw earlier
-    in the episode and cannot see now, where it is now relative to the agent. "In front"
-    names what blocks the cell ahead (an object, a wall) or says ``nothing``; "To the left"
-    and "To the right" say the same of the cells beside, the ones a turn would face.
-    ``view``: the state's ``visible_cells``, where the caller has it already (built here if
-    None).
+    Objects come one line per colour and type, named in one word (``line_name``; the types
+    in the order keys, balls, boxes, doors, the colours of a type nearest first): first the
+    objects in view, nearest first, then those seen earlier in the episode that are out of
+    view now (``memory``, see ``remember``), marked ``remembered``, where they are now
+    relative to the agent, nearest first. ``Target`` names the mission's object as its line
+    is named (missions about one object), so that finding the target is finding the one
+    token of the ``Target`` line among the lines' names, and the nearest known is that
+    line's first entry: a student copies, it never compares colours entry by entry.
+    "In front" names what blocks the cell ahead (an object, a wall) or says ``nothing``; "To
+    the left" and "To the right" say the same of the cells beside, the ones a turn would
+    face. ``view``: the state's ``visible_cells``, where the caller has it already (built
+    here if None).
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
     if view is None:  # one view for every line below (gen_obs_grid is the cost)
         view = visible_cells(env)
-    seen = by_kind(visible_objects(env, view))
-    lines += [f"You see {k}: {listing(objs)}." for k, objs in seen.items()] or ["You see no objects."]
-    past = by_kind(remembered_objects(env, memory, view) if memory else [])
-    lines += [f"You remember {k}: {listing(objs)}." for k, objs in past.items()]
+    known: list[Known] = [(*o, False) for o in visible_objects(env, view)]
+    known += [(*o, True) for o in (remembered_objects(env, memory, view) if memory else [])]
+    lines += [f"Known {k}: {listing(objs)}." for k, objs in by_kind(known).items()] or ["Known: no objects."]
     lines.append(f"In front: {front_thing(env) or 'nothing'}.")
     lines += [f"To the {side}: {side_thing(env, side) or 'nothing'}." for side in ("left", "right")]
     walls = wall_distances(env, view)
     if walls:
         lines.append("Walls: " + ", ".join(f"{k} {word}" for word, k in walls) + ".")
-    # The mission last: a rationale that starts by repeating it copies from a fixed distance.
+    # The mission last: a rationale that starts by copying the target copies from a fixed distance.
     lines.append(f"Mission: {env.mission}.")
+    target = target_line(getattr(env, "instrs", None))
+    if target is not None:
+        lines.append(target)
     return "\n".join(lines)
 
 

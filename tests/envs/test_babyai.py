@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 from minigrid.core.world_object import Ball, Door, Key
-from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc, PickupInstr
+from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc, PickupInstr, PutNextInstr
 
 import envs
 from envs.babyai import ACTIONS, BabyAIExpert, BabyAITextEnv
 from envs.babyai_goto import GoToExpert, read_out
-from envs.babyai_text import PLURAL, describe
+from envs.babyai_text import describe, line_name
 
 BABYAI_IDS = [i for i in envs.list_envs() if i.startswith("babyai-")]
 N_EXPERT_SEEDS = 200
@@ -60,9 +60,10 @@ def test_expert_solves_at_least_99_percent_of_200_test_seeds(env_id: str) -> Non
         longest_why = max(longest_why, *map(len, rationales))
         assert all("\n" not in r and r.strip() for r in rationales)
     assert wins / N_EXPERT_SEEDS >= 0.99, f"{env_id}: expert solved {wins}/{N_EXPERT_SEEDS}"
-    # Text a tiny student reads and writes stays short (measured max over the ids: 605 and
-    # 154 chars, one line per colour and type; a goto rationale copies one line's first
-    # entry, and 400 characters stay well inside the default budget of 160 generated tokens).
+    # Text a tiny student reads and writes stays short (measured max over the ids: 625 and
+    # 114 chars, one line per colour and type with the remembered objects in it; a goto
+    # rationale copies one line's first entry, and 400 characters stay well inside the
+    # default budget of 160 generated tokens).
     assert longest_obs <= 640
     assert longest_why <= 400
 
@@ -112,7 +113,11 @@ def test_mixed_ids_only_generate_their_mission_kind(env_id: str, words: tuple, m
         mission = env.level.mission
         assert all(w in mission for w in words), mission
         assert not any(h in mission for h in ("yellow box", "red key", "red door", "green ball", "grey door"))
-        assert obs.endswith(f"\nMission: {mission}.")
+        # A mission about one object ends with that object named as its line.
+        about_one = " next to " not in mission and ", then " not in mission and " after you " not in mission
+        target = f"\nTarget: {line_name(env.level.instrs.desc.color, env.level.instrs.desc.type)}." \
+            if about_one else ""
+        assert obs.endswith(f"\nMission: {mission}.{target}"), obs
         assert env.max_steps == max_steps
 
 
@@ -196,15 +201,16 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
     _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
     assert describe(lv, env.memory) == (
         "You face north and carry a blue key.\n"
-        # One line per colour and type, nearest first: the red ball is the line "red balls".
-        "You see blue balls: 1 ahead, 1 right.\n"
-        "You see red balls: 2 ahead, 1 left.\n"
-        "You see yellow doors: (locked) 3 right.\n"
+        # One line per colour and type, named in one word, nearest first.
+        "Known BlueBalls: 1 ahead, 1 right.\n"
+        "Known RedBalls: 2 ahead, 1 left.\n"
+        "Known YellowDoors: (locked) 3 right.\n"
         "In front: nothing.\n"
         "To the left: nothing.\n"
         "To the right: nothing.\n"
         "Walls: 3 ahead, 3 left.\n"  # east, 4 to the right, is out of the 7x7 view
-        "Mission: go to the red ball."
+        "Mission: go to the red ball.\n"
+        "Target: RedBalls."  # the mission's object, named as its line is
     )
     env._look()  # what a step does: the objects in view go into the episode's memory
     lv.agent_pos, lv.agent_dir, lv.carrying = np.array((1, 1)), 2, None
@@ -212,21 +218,33 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
     # The green ball behind the agent was never seen, so it is not remembered.
     assert describe(lv, env.memory) == (
         "You face west and carry nothing.\n"
-        "You see no objects.\n"
-        "You remember red balls: 1 behind.\n"
-        "You remember blue balls: 3 behind, 1 left.\n"
-        "You remember yellow doors: (locked) 5 behind, 2 left.\n"
+        "Known RedBalls: remembered 1 behind.\n"
+        "Known BlueBalls: remembered 3 behind, 1 left.\n"
+        "Known YellowDoors: remembered (locked) 5 behind, 2 left.\n"
         "In front: wall.\n"
         "To the left: nothing.\n"
         "To the right: wall.\n"
         "Walls: 1 ahead, 1 right.\n"
-        "Mission: go to the red ball."
+        "Mission: go to the red ball.\n"
+        "Target: RedBalls."
     )
     lv.agent_dir = 0  # east: the red ball is right in front
     assert "In front: red ball.\n" in describe(lv, env.memory)
     lv.agent_dir = 3  # north again, the red ball beside: the cell a left turn would face
     lv.agent_pos = np.array((3, 1))
     assert "To the left: red ball.\nTo the right: nothing.\n" in describe(lv, env.memory)
+    # A line lists the objects in view first, then the remembered ones.
+    lv.put_obj(Ball("red"), 3, 5)
+    lv.agent_pos, lv.agent_dir = np.array((3, 3)), 1  # south: (3, 5) in view, (2, 1) behind
+    assert "Known RedBalls: 2 ahead; remembered 2 behind, 1 right.\n" in describe(lv, env.memory)
+    # Nothing known; a mission about two objects has no Target line.
+    _empty_room(env)
+    env.level.put_obj(Ball("red"), 3, 5)  # both behind the agent: out of view
+    env.level.put_obj(Key("blue"), 4, 5)
+    _set_mission(env, PutNextInstr(ObjDesc("ball", "red"), ObjDesc("key", "blue")))
+    assert describe(env.level, env.memory) == (
+        "You face north and carry nothing.\nKnown: no objects.\nIn front: nothing.\nTo the left: nothing.\n"
+        "To the right: nothing.\nWalls: 3 ahead, 3 left.\nMission: put the red ball next to the blue key.")
     # The env's own observations are this text, built from the view its step looked at.
     obs, _ = env.reset(seed=5)
     for action in ("turn left", "go forward", "go forward", "turn right"):
@@ -254,9 +272,9 @@ def test_goto_expert_walks_to_what_it_sees() -> None:
     _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
     said, info = _play(env)
     assert said == [
-        ("go forward", "go to the red ball: see red balls: 2 ahead, 1 left; in front: nothing: go forward."),
-        ("go forward", "go to the red ball: see red balls: 1 ahead, 1 left; in front: nothing: go forward."),
-        ("turn left", "go to the red ball: see red balls: 1 left; in front: wall; to the left: red ball: "
+        ("go forward", "RedBalls: 2 ahead, 1 left; in front: nothing: go forward."),
+        ("go forward", "RedBalls: 1 ahead, 1 left; in front: nothing: go forward."),
+        ("turn left", "RedBalls: 1 left; in front: wall; to the left: red ball: "
                       "turn left."),
     ]
     assert info["success"]
@@ -269,10 +287,10 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
     _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
     said, info = _play(env)
     assert said == [
-        ("turn left", "go to the red ball: see no red balls; remember no red balls: not seen: turn left."),
-        ("turn left", "go to the red ball: see red balls: 2 left; in front: nothing; to the left: nothing: "
+        ("turn left", "RedBalls: not seen: turn left."),
+        ("turn left", "RedBalls: 2 left; in front: nothing; to the left: nothing: "
                       "turn left."),
-        ("go forward", "go to the red ball: see red balls: 2 ahead; in front: nothing: go forward."),
+        ("go forward", "RedBalls: 2 ahead; in front: nothing: go forward."),
     ]
     assert info["success"]
     _empty_room(env)
@@ -280,38 +298,37 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
     env.level.put_obj(Key("blue"), 3, 2)  # right in front: the straight way is blocked
     _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
     said, info = _play(env)
-    # The rationale reads the red balls' line out, its first entry, then what
+    # The rationale copies the Target word and its line's first entry, then what
     # is in front (and, when the plain move is a turn, what that turn would face); a move
     # other than the plain one is said to go around.
     assert said == [
-        ("turn left", "go to the red ball: see red balls: 2 ahead; in front: blue key; go around: turn left."),
+        ("turn left", "RedBalls: 2 ahead; in front: blue key; go around: turn left."),
         # the plain turn right would face the blue key: the side cell says why it goes around
-        ("go forward", "go to the red ball: see red balls: 2 right; in front: nothing; to the right: blue key; "
+        ("go forward", "RedBalls: 2 right; in front: nothing; to the right: blue key; "
                        "go around: go forward."),
         # Behind the agent now, out of view: where the observation remembers it.
-        ("turn right", "go to the red ball: see no red balls; remember red balls: 1 behind, 2 right; "
+        ("turn right", "RedBalls: remembered 1 behind, 2 right; "
                        "in front: nothing; to the right: nothing: turn right."),
-        ("go forward", "go to the red ball: see red balls: 2 ahead, 1 right; in front: nothing: go forward."),
-        ("go forward", "go to the red ball: see red balls: 1 ahead, 1 right; in front: nothing: go forward."),
-        ("turn right", "go to the red ball: see red balls: 1 right; in front: wall; to the right: red ball: "
+        ("go forward", "RedBalls: 2 ahead, 1 right; in front: nothing: go forward."),
+        ("go forward", "RedBalls: 1 ahead, 1 right; in front: nothing: go forward."),
+        ("turn right", "RedBalls: 1 right; in front: wall; to the right: red ball: "
                        "turn right."),
     ]
     assert info["success"]
 
 
-def test_goto_rationale_copies_the_missions_line_and_its_first_entry() -> None:
-    """The reading is the observation's own text: the mission's line, then its first entry."""
+def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
+    """The reading is the observation's own text: the target's line, then its first entry."""
     seen = [("red ball", 1, 0), ("red ball", 2, -1)]
     remembered = [("red ball", -2, 0)]
-    assert read_out(seen, remembered, "red balls") == ("see red balls: 1 ahead", seen[0])
-    assert read_out([], remembered, "red balls") == (
-        "see no red balls; remember red balls: 2 behind", remembered[0])
-    assert read_out([], [], "red boxes") == ("see no red boxes; remember no red boxes", None)
-    assert read_out([("red door (open)", 0, 2)], [], "red doors") == (
-        "see red doors: (open) 2 right", ("red door (open)", 0, 2))
+    assert read_out(seen, remembered, "RedBalls") == ("RedBalls: 1 ahead", seen[0])
+    assert read_out([], remembered, "RedBalls") == ("RedBalls: remembered 2 behind", remembered[0])
+    assert read_out([], [], "RedBoxes") == ("RedBoxes: not seen", None)
+    assert read_out([("red door (open)", 0, 2)], [], "RedDoors") == (
+        "RedDoors: (open) 2 right", ("red door (open)", 0, 2))
     # A mission without a colour: the nearest of the type, in its own colour's line.
-    assert read_out([("blue ball", 3, 0)], [], "balls") == ("see blue balls: 3 ahead", ("blue ball", 3, 0))
-    assert read_out([], [], "balls") == ("see no balls; remember no balls", None)
+    assert read_out([("blue ball", 3, 0)], [], "Balls") == ("BlueBalls: 3 ahead", ("blue ball", 3, 0))
+    assert read_out([], [], "Balls") == ("Balls: not seen", None)
     # On real episodes the reading follows from the observation text alone.
     env = envs.make("babyai-goto-local")
     cases = {"see": 0, "remember": 0, "none": 0}
@@ -320,16 +337,15 @@ def test_goto_rationale_copies_the_missions_line_and_its_first_entry() -> None:
         done = False
         while not done:
             step = env.expert().act()
-            desc = env.level.instrs.desc
-            wanted = f"{desc.color} {PLURAL[desc.type]}"  # GoToLocal's missions all name a colour
             lines = dict(line.rstrip(".").split(": ", 1) for line in obs.splitlines() if ": " in line)
-            if f"You see {wanted}" in lines:
-                case, expected = "see", f"see {wanted}: " + lines[f"You see {wanted}"].split("; ")[0]
-            elif f"You remember {wanted}" in lines:
-                case = "remember"
-                expected = f"see no {wanted}; remember {wanted}: " + lines[f"You remember {wanted}"].split("; ")[0]
+            wanted = lines["Target"]  # GoToLocal's missions are all about one object
+            first = lines.get(f"Known {wanted}", "").split("; ")[0]
+            if first and not first.startswith("remembered "):
+                case, expected = "see", f"{wanted}: {first}"
+            elif first:
+                case, expected = "remember", f"{wanted}: {first}"
             else:
-                case, expected = "none", f"see no {wanted}; remember no {wanted}: not seen"
+                case, expected = "none", f"{wanted}: not seen"
             cases[case] += 1
             if "not seen" not in expected:
                 expected += f"; in front: {lines['In front']}"
@@ -338,7 +354,7 @@ def test_goto_rationale_copies_the_missions_line_and_its_first_entry() -> None:
                              if f"{line.lower()}: " in step.rationale), None)
                 if side is not None:
                     expected += f"; {side.lower()}: {lines[side]}"
-            assert step.rationale.startswith(f"{env.level.mission}: {expected}"), (obs, step.rationale)
+            assert step.rationale.startswith(expected), (obs, step.rationale)
             obs, _, terminated, truncated, _ = env.step(step.action)
             done = terminated or truncated
     assert min(cases.values()) > 0, cases  # every branch of the reading was checked
