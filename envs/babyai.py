@@ -92,6 +92,9 @@ INSTRUCTIONS = """\
 You are an agent in a BabyAI grid world. Carry out the mission given in each observation.
 You see a 7x7 area in front of you; walls and closed doors block the view. Positions are
 relative to you: "2 ahead, 1 left" is two steps forward and one step to your left.
+"Known RedBalls: ..." lists the red balls you know, those in view first, nearest first,
+then those out of view that you saw before ("remembered"); "Target" names the mission's
+object the same way.
 Objects: keys, balls and boxes (they block the way), and doors (open, closed or locked; a
 locked door opens with the key of its color).
 Actions:

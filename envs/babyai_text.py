@@ -222,10 +222,10 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     Example::
 
         You face east and carry nothing.
+        Known BlueKeys: remembered 2 behind, 3 right.
         Known RedBalls: 1 ahead, 1 left; 4 ahead; remembered 2 behind.
         Known BlueBalls: 3 ahead.
         Known GreyDoors: (closed) 3 ahead, 2 right.
-        Known BlueKeys: remembered 2 behind, 3 right.
         In front: nothing.
         To the left: wall.
         To the right: nothing.
@@ -234,10 +234,10 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
         Target: RedBalls.
 
     Objects come one line per colour and type, named in one word (``line_name``; the types
-    in the order keys, balls, boxes, doors, the colours of a type nearest first): first the
-    objects in view, nearest first, then those seen earlier in the episode that are out of
-    view now (``memory``, see ``remember``), marked ``remembered``, where they are now
-    relative to the agent, nearest first. ``Target`` names the mission's object as its line
+    in the order keys, balls, boxes, doors, the colours of a type in the order of their
+    first object below): first the objects in view, nearest first, then those seen earlier
+    in the episode that are out of view now (``memory``, see ``remember``), marked
+    ``remembered``, where they are now relative to the agent, nearest first. ``Target`` names the mission's object as its line
     is named (missions about one object), so that finding the target is finding the one
     token of the ``Target`` line among the lines' names, and the nearest known is that
     line's first entry: a student copies, it never compares colours entry by entry.
