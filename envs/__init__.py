@@ -22,6 +22,8 @@ for _spec in (
             "CliffWalking: reach the goal without falling off the cliff"),
     EnvSpec("babyai-goto-local", _BABYAI, {"task": "BabyAI-GoToLocal-v0"},
             "BabyAI GoToLocal: go to an object in one room with distractors"),
+    EnvSpec("babyai-goto-redball", _BABYAI, {"task": "BabyAI-GoToRedBall-v0"},
+            "BabyAI GoToRedBall: go to the red ball in one room with distractors"),
     EnvSpec("babyai-pickup-loc", _BABYAI, {"task": "BabyAI-PickupLoc-v0"},
             "BabyAI PickupLoc: pick up an object described by its location"),
     EnvSpec("babyai-mixed-goto", _BABYAI, {"task": "mixed:goto"},

@@ -34,14 +34,16 @@ Termination:
     ``max_steps`` (minigrid's own limit for the level and mission, unless given).
 
 Registered ids (task):
-    ``babyai-goto-local`` (BabyAI-GoToLocal-v0), ``babyai-pickup-loc`` (BabyAI-PickupLoc-v0),
+    ``babyai-goto-local`` (BabyAI-GoToLocal-v0), ``babyai-goto-redball``
+    (BabyAI-GoToRedBall-v0: always the red ball, 7 distractors of any kind),
+    ``babyai-pickup-loc`` (BabyAI-PickupLoc-v0),
     and the five mission kinds of BabyAI-MixedTrainLocal-v0 as separate envs:
     ``babyai-mixed-goto`` (mixed:goto), ``babyai-mixed-pickup`` (mixed:pickup),
     ``babyai-mixed-open`` (mixed:open), ``babyai-mixed-putnext`` (mixed:putnext),
     ``babyai-mixed-pickup-seq-goto`` (mixed:pick_up_seq_go_to).
 
 Expert:
-    "Go to" missions (``babyai-goto-local``, ``babyai-mixed-goto``): ``GoToExpert``
+    "Go to" missions (``babyai-goto-local``, ``babyai-goto-redball``, ``babyai-mixed-goto``): ``GoToExpert``
     (``envs.babyai_goto``), which acts only on what the observation and the last actions
     say: a look around (up to three left turns) until an object that fits is seen or
     remembered, then a shortest path to facing it. Other missions: ``BabyAIBot``
@@ -59,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from minigrid.core.roomgrid import RoomGrid
-from minigrid.envs.babyai import GoToLocal, PickupLoc
+from minigrid.envs.babyai import GoToLocal, GoToRedBall, PickupLoc
 from minigrid.envs.babyai.core.roomgrid_level import RoomGridLevel
 from minigrid.envs.babyai.core.verifier import (
     AfterInstr,
@@ -84,9 +86,10 @@ logger = logging.getLogger(__name__)
 ACTIONS = ("turn left", "turn right", "go forward", "pick up", "drop", "toggle")
 ACTION_IDS = {name: i for i, name in enumerate(ACTIONS)}
 
-_LEVELS = {"BabyAI-GoToLocal-v0": GoToLocal, "BabyAI-PickupLoc-v0": PickupLoc}
+_LEVELS = {"BabyAI-GoToLocal-v0": GoToLocal, "BabyAI-GoToRedBall-v0": GoToRedBall,
+           "BabyAI-PickupLoc-v0": PickupLoc}
 #: Tasks whose missions are all "go to X": their expert is ``GoToExpert``.
-_GOTO_TASKS = frozenset({"BabyAI-GoToLocal-v0", "mixed:goto"})
+_GOTO_TASKS = frozenset({"BabyAI-GoToLocal-v0", "BabyAI-GoToRedBall-v0", "mixed:goto"})
 
 INSTRUCTIONS = """\
 You are an agent in a BabyAI grid world. Carry out the mission given in each observation.
@@ -205,7 +208,8 @@ class BabyAITextEnv(TextEnv):
     """A BabyAI level as a ``TextEnv`` (the module docstring is the spec card).
 
     Args:
-        task: ``"BabyAI-GoToLocal-v0"``, ``"BabyAI-PickupLoc-v0"`` or ``"mixed:KIND"``
+        task: ``"BabyAI-GoToLocal-v0"``, ``"BabyAI-GoToRedBall-v0"``, ``"BabyAI-PickupLoc-v0"``
+            or ``"mixed:KIND"``
             (KIND: goto, pickup, open, putnext, pick_up_seq_go_to).
         max_steps: step limit; None uses minigrid's own limit for the level and mission.
         render_mode: None or ``"ansi"`` (the observation text).

@@ -21,9 +21,9 @@ BABYAI_IDS = [i for i in envs.list_envs() if i.startswith("babyai-")]
 N_EXPERT_SEEDS = 200
 
 
-def test_all_seven_babyai_ids_are_registered() -> None:
+def test_all_eight_babyai_ids_are_registered() -> None:
     assert BABYAI_IDS == sorted([
-        "babyai-goto-local", "babyai-pickup-loc", "babyai-mixed-goto", "babyai-mixed-pickup",
+        "babyai-goto-local", "babyai-goto-redball", "babyai-pickup-loc", "babyai-mixed-goto", "babyai-mixed-pickup",
         "babyai-mixed-open", "babyai-mixed-putnext", "babyai-mixed-pickup-seq-goto",
     ])
 
@@ -86,7 +86,7 @@ def test_same_seed_same_episode_and_seeds_differ(env_id: str) -> None:
     assert a.reset()[0] == b.reset()[0]
 
 
-@pytest.mark.parametrize("task", ["BabyAI-GoToLocal-v0", "BabyAI-PickupLoc-v0"])
+@pytest.mark.parametrize("task", ["BabyAI-GoToLocal-v0", "BabyAI-GoToRedBall-v0", "BabyAI-PickupLoc-v0"])
 def test_a_seed_gives_the_same_world_as_minigrids_registered_level(task: str) -> None:
     ours = BabyAITextEnv(task)
     theirs = gym.make(task).unwrapped
