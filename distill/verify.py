@@ -6,12 +6,16 @@ Three checks, run by ``agentkd export`` before it reports success:
    (``tokenize(text, add_bos=False, special=True)``) gives exactly the HF tokenizer's ids on
    every text: the validation prompts and completions plus probes with special tokens,
    digits, unicode, double spaces and JSON. Any difference is an error.
-2. **Logit parity** (``check_logit_parity``): on the F32 GGUF, llama.cpp's logits at every
-   position equal the HF model's within ``LOGIT_RTOL`` relative to the logit scale:
-   ``max |l_gguf - l_hf| <= LOGIT_RTOL * max(1, max |l_hf|)``. Float32 weights and an F32
-   KV cache on the llama.cpp side (its default F16 cache alone adds ~3e-4 relative), so
-   the differences come only from summation order (~1e-6 relative on the tiny students).
-   Beyond the tolerance is an error (a layout bug gives differences of order 1).
+2. **Logit parity** (``check_logit_parity``): on the F32 GGUF, llama.cpp's logits equal
+   the HF model's, relative to the logit scale ``S = max(1, max |l_hf|)``: at the median
+   position of each text within ``LOGIT_RTOL * S``, and at every position within
+   ``LOGIT_RTOL_MAX * S``. Float32 weights and an F32 KV cache on the llama.cpp side (its
+   default F16 cache alone adds ~3e-4 relative), so the differences come only from
+   summation order: ~3e-7 relative at the median position. A trained student whose
+   residual stream carries activations of ~1.7e3 has single positions near 2e-4 (seen on
+   a DAgger student: 0.0059 at one position of 172, the text's median 1e-5, at scale 33),
+   hence the second, looser bound for one position. Beyond either is an error (a layout
+   bug gives differences of order 1 at most positions).
 3. **Action agreement** (``action_agreement``): for each quant, the fraction of held-out
    states on which the GGUF's greedy action (no grammar) equals the HF student's.
 """
@@ -30,6 +34,7 @@ from agent.prompt import END_TOKEN, SPECIAL_TOKENS, parse_completion
 log = logging.getLogger(__name__)
 
 LOGIT_RTOL = 1e-4
+LOGIT_RTOL_MAX = 1e-3
 _GGML_TYPE_F32 = 0  # KV cache type for the parity run
 
 #: Texts that catch tokenizer mismatches the traces may not contain.
@@ -57,6 +62,7 @@ class ParityReport:
     logit_max_abs_diff: float
     logit_scale: float
     logit_tolerance: float
+    """The bound on the max difference, relative to the logit scale (``LOGIT_RTOL_MAX``)."""
 
 
 def check_token_parity(llm: Any, tokenizer: Any, texts: Sequence[str]) -> int:
@@ -80,14 +86,15 @@ def check_token_parity(llm: Any, tokenizer: Any, texts: Sequence[str]) -> int:
 
 
 def check_logit_parity(llm: Any, model: Any, tokenizer: Any, texts: Sequence[str],
-                       rtol: float = LOGIT_RTOL) -> tuple[float, float]:
+                       rtol: float = LOGIT_RTOL, rtol_max: float = LOGIT_RTOL_MAX) -> tuple[float, float]:
     """Check (2) on a ``Llama(logits_all=True)`` of the F32 GGUF.
 
     Returns:
         (max abs difference, logit scale max |l_hf|) over all positions of all texts.
 
     Raises:
-        VerifyError: the difference exceeds ``rtol * max(1, scale)``.
+        VerifyError: a text's difference at its median position exceeds
+        ``rtol * max(1, scale)``, or at any position ``rtol_max * max(1, scale)``.
     """
     import torch
 
@@ -102,13 +109,15 @@ def check_logit_parity(llm: Any, model: Any, tokenizer: Any, texts: Sequence[str
         ll = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
         with torch.no_grad():
             hf = model(torch.tensor([ids])).logits[0].double().numpy()
-        diff = float(np.abs(ll - hf).max())
+        per_pos = np.abs(ll - hf).max(axis=1)
+        diff, median = float(per_pos.max()), float(np.median(per_pos))
         s = float(np.abs(hf).max())
-        if diff > rtol * max(1.0, s):
-            raise VerifyError(
-                f"logit parity failed on {text[:60]!r}: max |diff| {diff:.3g} exceeds "
-                f"{rtol:g} x logit scale {max(1.0, s):.3g}"
-            )
+        for what, got, tol in (("median", median, rtol), ("max", diff, rtol_max)):
+            if got > tol * max(1.0, s):
+                raise VerifyError(
+                    f"logit parity failed on {text[:60]!r}: {what} |diff| over positions {got:.3g} "
+                    f"exceeds {tol:g} x logit scale {max(1.0, s):.3g}"
+                )
         worst, scale = max(worst, diff), max(scale, s)
     llm.reset()
     return worst, scale
@@ -161,4 +170,4 @@ def verify_f32(gguf_path: str, model: Any, tokenizer: Any, texts: Sequence[str],
         llm.close()
     log.info("token parity on %d texts (%d tokens); logit max |diff| %.2g at scale %.3g",
              len(all_texts), n_tokens, diff, scale)
-    return ParityReport(len(all_texts), n_tokens, diff, scale, LOGIT_RTOL)
+    return ParityReport(len(all_texts), n_tokens, diff, scale, LOGIT_RTOL_MAX)

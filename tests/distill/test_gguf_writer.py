@@ -7,6 +7,7 @@ import json
 import gguf
 import numpy as np
 import pytest
+import torch
 
 from agent.prompt import PROMPT_FORMAT
 from distill.gguf_writer import ExportError, GGUFFileError, permute_qk, read_gguf_info, write_gguf
@@ -62,6 +63,43 @@ def test_without_the_qk_permutation_logits_differ(tiny_student_dir, tmp_path, mo
     llm = llama_cpp.Llama(str(bad), n_ctx=256, logits_all=True, verbose=False)
     with pytest.raises(VerifyError, match="logit parity failed"):
         check_logit_parity(llm, model, tok, PROBE_TEXTS[:3])
+
+
+class _ShiftedLlama:
+    """A stand-in for ``llama_cpp.Llama``: the HF model's logits plus ``shift(n_positions)``."""
+
+    def __init__(self, model, shift):
+        self.model, self.shift, self.scores = model, shift, None
+
+    def n_ctx(self):
+        return 256
+
+    def reset(self):
+        self.scores = None
+
+    def eval(self, ids):
+        with torch.no_grad():
+            hf = self.model(torch.tensor([ids])).logits[0].double().numpy()
+        self.scores = hf + self.shift(len(ids))[:, None]
+
+
+def test_logit_parity_bounds_the_median_position_tightly_and_one_position_loosely(tiny_student_dir):
+    """A single position 5e-4 off (summation order near a large activation) passes; 2e-4 off
+    at every position (a systematic error, like an F16 cache) or 2e-3 at one position fails."""
+    model, tok, _ = load_student(tiny_student_dir)
+    text = [PROBE_TEXTS[0]]
+    with torch.no_grad():
+        scale = max(1.0, float(model(torch.tensor([tok.encode(text[0], add_special_tokens=False)])).logits.abs().max()))
+
+    def spike(size):
+        return lambda n: np.eye(n)[n // 2] * size * scale
+
+    diff, _ = check_logit_parity(_ShiftedLlama(model, spike(5e-4)), model, tok, text)
+    assert diff == pytest.approx(5e-4 * scale, rel=1e-3)
+    with pytest.raises(VerifyError, match="median"):
+        check_logit_parity(_ShiftedLlama(model, lambda n: np.full(n, 2e-4 * scale)), model, tok, text)
+    with pytest.raises(VerifyError, match="max"):
+        check_logit_parity(_ShiftedLlama(model, spike(2e-3)), model, tok, text)
 
 
 def test_permute_qk_pairs_rotary_halves():
