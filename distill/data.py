@@ -256,18 +256,21 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: 
 
 
 def collate(batch: Sequence[Encoded], pad_id: int, topk: bool = False) -> dict[str, torch.Tensor]:
-    """Right-padded tensors: ``input_ids``, ``attention_mask``, ``weights`` and, with
+    """Right-padded tensors: ``input_ids``, ``attention_mask``, ``weights``, ``prompt_mask``
+    (True on the prompt's tokens) and, with
     ``topk``, ``topk_ids``/``topk_logprobs``/``topk_mask`` aligned with ``input_ids``."""
     width = max(len(e) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     w = torch.zeros((len(batch), width), dtype=torch.float32)
+    prompt = torch.zeros((len(batch), width), dtype=torch.bool)
     for i, e in enumerate(batch):
         n = len(e)
         ids[i, :n] = torch.tensor(e.input_ids)
         mask[i, :n] = 1
         w[i, :n] = torch.tensor(e.weights)
-    out = {"input_ids": ids, "attention_mask": mask, "weights": w}
+        prompt[i, :e.n_prompt] = True
+    out = {"input_ids": ids, "attention_mask": mask, "weights": w, "prompt_mask": prompt}
     if topk:
         k = max((len(d) for e in batch for d in (e.topk or [])), default=1)
         t_ids = torch.zeros((len(batch), width, k), dtype=torch.long)

@@ -181,6 +181,8 @@ def train(cfg: TrainConfig) -> Path:
                                      temperature=cfg.temperature)
         if kd is not None:
             loss = (1 - cfg.alpha) * ce + cfg.alpha * kd
+        if cfg.prompt_weight:  # the observation's own tokens, each predicted from those before it
+            loss = loss + cfg.prompt_weight * losses.weighted_ce(logits, targets, batch["prompt_mask"][:, 1:].float())
         acc.backward(loss)
         if cfg.grad_clip > 0:
             acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)

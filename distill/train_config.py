@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -91,6 +91,10 @@ class TrainConfig:
     """Loss weight of the rationale tokens (Thought: ...)."""
     action_weight: float = 1.0
     """Loss weight of the action tokens (Action: ... and the end token)."""
+    prompt_weight: float = 0.0
+    """Weight of a second next-token loss on the prompt's own tokens (the observation), averaged
+    over them apart from the completion's loss and added to it: the student also learns to
+    predict observations, most of each example's tokens, at no extra compute (0: off)."""
     focal_gamma: float = 0.0
     """Focal cross-entropy: each target token's loss times (1 - p)^gamma, p the student's
     probability of it, so tokens it already predicts count less than the hard ones (0: plain
@@ -136,6 +140,8 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("batch_size", "eval_every"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(cfg, name)}")
+    if not 0 <= cfg.prompt_weight < math.inf:
+        raise ValueError(f"--prompt-weight: expected a finite number >= 0, got {cfg.prompt_weight}")
     if not 0 <= cfg.focal_gamma < math.inf:
         raise ValueError(f"--focal-gamma: expected a finite number >= 0 (0: plain cross-entropy), "
                          f"got {cfg.focal_gamma}")
@@ -169,6 +175,8 @@ def check_resume(cfg: TrainConfig, out: Path, hashes: dict[str, str]) -> None:
                          f"options, got {type(saved).__name__}); train into a fresh --out")
     if saved.get("rename_entities") and "rename_from" not in saved:
         saved["rename_from"] = "letters"  # renamed before --rename-from existed: from letters
+    # An option the saved run does not name came later: that run trained at its default.
+    saved = {**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}, **saved}
     now = asdict(cfg)
     free = RESUME_FREE if saved.get("rename_entities") or cfg.rename_entities else (*RESUME_FREE, "rename_from")
     changed = [k for k in now if k not in free and k in saved and saved[k] != now[k]]

@@ -150,6 +150,7 @@ def test_topk_from_traces_maps_to_ids_or_fails_clearly():
     assert len(enc.topk) == len(c_ids) - 1 and enc.topk[0][c_ids[0]] == pytest.approx(-0.1)
     batch = collate([enc], tok.pad_token_id, topk=True)
     assert batch["topk_mask"][0, enc.n_prompt] and not batch["topk_mask"][0, enc.n_prompt - 1]
+    assert batch["prompt_mask"][0].tolist() == [True] * enc.n_prompt + [False] * (len(enc) - enc.n_prompt)
     e.top_logprobs = e.top_logprobs[:-3]
     with pytest.raises(DataError, match="another tokenizer"):
         encode(e, tok)

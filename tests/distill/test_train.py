@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from agent.cli import main
 from agent.prompt import parse_completion
-from distill import data
+from distill import data, losses
 from distill.student import build_student, load_student, read_meta
 from distill.tokenizer import train_tokenizer
 from distill.train import TrainConfig, train
@@ -90,6 +90,10 @@ def test_resume_refuses_other_options_or_changed_traces(traces, tmp_path):
     with pytest.raises(ValueError, match=r"--rename-from 'letters', this call gives --rename-from 'pieces'"):
         train(_cfg(copy, tmp_path / "b", resume=True, rename_entities=True, **kw))
     (tmp_path / "b" / "train_config.json").write_text(json.dumps(old))
+    before_prompt_weight = {k: v for k, v in old.items() if k != "prompt_weight"}  # a run from before it
+    (tmp_path / "b" / "train_config.json").write_text(json.dumps(before_prompt_weight))
+    with pytest.raises(ValueError, match=r"--prompt-weight 0.0, this call gives --prompt-weight 0.5"):
+        train(_cfg(copy, tmp_path / "b", resume=True, prompt_weight=0.5, **kw))
     # options that leave the weights alone may change: validation cadence, the progress bar,
     # and where names would come from in a run that renames none
     train(_cfg(copy, tmp_path / "b", resume=True,
@@ -152,6 +156,34 @@ def test_focal_gamma_through_the_cli(traces, tmp_path, capsys):
         assert main([*args, "--out", str(tmp_path / "bad"), "--focal-gamma", bad]) == 2
         err = capsys.readouterr().out.strip()
         assert "--focal-gamma" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
+def _prompt_ce(run, traces) -> float:
+    """The student's mean next-token loss on the prompts' own tokens of the training data."""
+    model, tok, _ = load_student(run / "last")
+    batch = data.collate([data.encode(e, tok) for e in data.build_examples(data.load_episodes([traces]), "compact")],
+                         tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return float(losses.weighted_ce(logits[:, :-1], batch["input_ids"][:, 1:], batch["prompt_mask"][:, 1:].float()))
+
+
+def test_prompt_weight_teaches_the_observations_too(traces, tmp_path, capsys):
+    """--prompt-weight adds a loss on the prompt's own tokens: from the same start and data
+    the student predicts the observations far better, is saved with the run, and a negative
+    value is a one-line error."""
+    args = ["train", "--traces", str(traces), "--student", "nano", "--steps", "30", "--batch-size", "4",
+            "--lr", "3e-3", "--vocab-size", "400", "--val-frac", "0", "--eval-every", "30", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "ce")]) == 0
+    assert main([*args, "--out", str(tmp_path / "pw"), "--prompt-weight", "1"]) == 0
+    assert read_meta(tmp_path / "pw" / "last")["train_config"]["prompt_weight"] == 1.0
+    plain, weighted = _prompt_ce(tmp_path / "ce", traces), _prompt_ce(tmp_path / "pw", traces)
+    assert weighted < 0.5 * plain, (plain, weighted)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "bad"), "--prompt-weight", "-0.1"]) == 2
+    err = capsys.readouterr().out.strip()
+    assert "--prompt-weight" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "bad").exists()
 
 
