@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,6 +207,31 @@ def encode(
     weights = [0.0] * len(p_ids) + [rationale_weight] * n_rationale + [action_weight] * (len(c_ids) - n_rationale)
     topk = _topk_ids(example, tokenizer, c_ids) if example.top_logprobs else None
     return Encoded(p_ids + c_ids, weights, len(p_ids), len(p_ids) + n_rationale, example.action, topk)
+
+
+#: A line of an observation that recall can ask for: ``CUE: VALUE`` (``Known RedBalls: 1
+#: ahead``, ``In front: nothing``, ``row 2: F F H G``); chat markers are not lines.
+_RECALL_LINE = re.compile(r"^([^<>:\n]{1,40}:)( [^<\n]+)", re.MULTILINE)
+
+
+def with_recall(enc: Encoded, prompt: str, tokenizer: Any, lines: int, rng: random.Random,
+                max_len: int = 2048) -> Encoded:
+    """``enc`` with a recall tail after its end token: up to ``lines`` of the prompt's
+    ``CUE: VALUE`` lines, in random order, each as a newline and its cue (no loss) and its
+    value (loss weight 1), tokenized as in the prompt (the value keeps its leading space). A student never reads past its end token, so the tail changes
+    nothing it is asked at run time; in training it is several more lookups of the
+    observation by name, each a copy from a place that moves, for a few more tokens of
+    the same forward pass. Lines that would pass ``max_len`` are left out."""
+    found = _RECALL_LINE.findall(prompt)
+    ids, weights = list(enc.input_ids), list(enc.weights)
+    for cue, value in rng.sample(found, min(lines, len(found))):
+        c = tokenizer.encode("\n" + cue, add_special_tokens=False)
+        v = tokenizer.encode(value, add_special_tokens=False)
+        if len(ids) + len(c) + len(v) > max_len:
+            break
+        ids += c + v
+        weights += [0.0] * len(c) + [1.0] * len(v)
+    return Encoded(ids, weights, enc.n_prompt, enc.action_pos, enc.action, enc.topk)
 
 
 def _topk_ids(example: Example, tokenizer: Any, c_ids: list[int]) -> list[dict[int, float]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -116,6 +117,10 @@ def train(cfg: TrainConfig) -> Path:
         raise data.DataError(f"--kd {cfg.kd} without --teacher needs top-k log-probabilities in "
                              "the traces; collect with --top-logprobs K or pass --teacher hf:PATH")
     train_enc = [data.encode(e, tok, **enc_kw) for e in train_ex]
+    if cfg.recall_lines:  # seeded, so a resumed run rebuilds the same tails
+        rng = random.Random(cfg.seed)
+        train_enc = [data.with_recall(enc, e.prompt, tok, cfg.recall_lines, rng, cfg.max_len)
+                     for e, enc in zip(train_ex, train_enc, strict=True)]
     val_enc = [data.encode(e, tok, **enc_kw) for e in val_ex]
     teacher = _teacher(cfg, tok) if cfg.kd != "none" and cfg.teacher else None
 

@@ -95,6 +95,11 @@ class TrainConfig:
     """Weight of a second next-token loss on the prompt's own tokens (the observation), averaged
     over them apart from the completion's loss and added to it: the student also learns to
     predict observations, most of each example's tokens, at no extra compute (0: off)."""
+    recall_lines: int = 0
+    """After each training example's end token, recall up to this many of its prompt's
+    ``CUE: VALUE`` lines by their cue, in random order, with the loss on the values: more
+    lookups of the observation by name for a few more tokens (``distill.data.with_recall``;
+    0: off)."""
     focal_gamma: float = 0.0
     """Focal cross-entropy: each target token's loss times (1 - p)^gamma, p the student's
     probability of it, so tokens it already predicts count less than the hard ones (0: plain
@@ -142,6 +147,10 @@ def check_config(cfg: TrainConfig) -> None:
             raise ValueError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(cfg, name)}")
     if not 0 <= cfg.prompt_weight < math.inf:
         raise ValueError(f"--prompt-weight: expected a finite number >= 0, got {cfg.prompt_weight}")
+    if cfg.recall_lines < 0:
+        raise ValueError(f"--recall-lines: expected an int >= 0 (0: off), got {cfg.recall_lines}")
+    if cfg.recall_lines and cfg.kd != "none":
+        raise ValueError("--recall-lines with --kd: the teacher never saw recall tails; use one of them")
     if not 0 <= cfg.focal_gamma < math.inf:
         raise ValueError(f"--focal-gamma: expected a finite number >= 0 (0: plain cross-entropy), "
                          f"got {cfg.focal_gamma}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 import envs
@@ -9,6 +11,7 @@ from agent.prompt import END_TOKEN, PROMPT_FORMAT, chat_text, make_context, rend
 from agent.types import Episode, Step
 from distill.data import (
     DataError,
+    Example,
     build_examples,
     bucketed_batches,
     collate,
@@ -16,6 +19,7 @@ from distill.data import (
     episode_examples,
     load_episodes,
     split_episodes,
+    with_recall,
 )
 from distill.tokenizer import train_tokenizer
 from distill.traces import TraceWriter
@@ -138,6 +142,38 @@ def test_encode_masks_prompt_and_weights_parts():
     assert tok.decode(enc.input_ids[enc.n_prompt:enc.action_pos]).startswith("Thought: ")
     short = encode(e, tok, max_len=enc.n_prompt)  # prompt cut from the left
     assert len(short) == enc.n_prompt and short.input_ids[-3:] == enc.input_ids[-3:]
+
+
+def test_recall_tail_asks_for_the_prompts_lines_by_their_cues():
+    prompt = ("<|user|>\nYou face north.\nKnown RedBalls: 1 ahead, 2 left; 4 ahead.\nIn front: nothing.\n"
+              "Mission: go to the red ball.\nTarget: RedBalls.<|end|>\n<|assistant|>\n")
+    completion = f"Thought: RedBalls: 1 ahead, 2 left: go forward.\nAction: go forward{END_TOKEN}"
+    ex = Example(prompt, completion, "go forward", completion.index("Action:"))
+    tok = train_tokenizer([prompt + completion], vocab_size=400)
+    enc = encode(ex, tok)
+    r = with_recall(enc, prompt, tok, 3, random.Random(0))
+    assert r.input_ids[:len(enc)] == enc.input_ids and r.weights[:len(enc)] == enc.weights
+    assert (r.n_prompt, r.action_pos, r.action) == (enc.n_prompt, enc.action_pos, enc.action)
+    lines = tok.decode(r.input_ids[len(enc):]).split("\n")
+    assert lines[0] == "" and len(lines[1:]) == 3 and len(set(lines[1:])) == 3
+    assert set(lines[1:]) <= {"Known RedBalls: 1 ahead, 2 left; 4 ahead.", "In front: nothing.",
+                              "Mission: go to the red ball.", "Target: RedBalls."}
+    # the loss is on each value, whose tokens are the very tokens the prompt holds
+    p_ids, tail = tok.encode(prompt, add_special_tokens=False), list(zip(r.input_ids, r.weights))[len(enc):]
+    runs, run = [], []
+    for t, w in [*tail, (None, 0.0)]:
+        if w:
+            run.append(t)
+        elif run:
+            runs, run = [*runs, run], []
+    assert len(runs) == 3
+    for run in runs:
+        assert any(p_ids[i:i + len(run)] == run for i in range(len(p_ids))), tok.decode(run)
+    assert tok.decode(runs[0]).startswith(" ")
+    # seeded; all lines when fewer than asked; none past max_len
+    assert with_recall(enc, prompt, tok, 3, random.Random(0)).input_ids == r.input_ids
+    assert tok.decode(with_recall(enc, prompt, tok, 9, random.Random(1)).input_ids[len(enc):]).count("\n") == 4
+    assert with_recall(enc, prompt, tok, 3, random.Random(0), max_len=len(enc)).input_ids == enc.input_ids
 
 
 def test_topk_from_traces_maps_to_ids_or_fails_clearly():

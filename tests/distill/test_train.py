@@ -140,25 +140,6 @@ def test_cli_end_to_end_and_errors(traces, tmp_path, capsys):
     assert "top-k log-probabilities" in capsys.readouterr().out
 
 
-def test_focal_gamma_through_the_cli(traces, tmp_path, capsys):
-    """--focal-gamma trains other weights than plain cross-entropy from the same start and
-    data, is saved with the run, and a negative value is a one-line error."""
-    args = ["train", "--traces", str(traces), "--student", "nano", "--steps", "3", "--batch-size", "4",
-            "--vocab-size", "400", "--val-frac", "0", "--eval-every", "3", "--no-progress"]
-    assert main([*args, "--out", str(tmp_path / "ce")]) == 0
-    assert main([*args, "--out", str(tmp_path / "focal"), "--focal-gamma", "2"]) == 0
-    assert read_meta(tmp_path / "focal" / "last")["train_config"]["focal_gamma"] == 2.0
-    a = load_file(tmp_path / "ce" / "last" / "model.safetensors")
-    b = load_file(tmp_path / "focal" / "last" / "model.safetensors")
-    assert any(not torch.equal(a[k], b[k]) for k in a)
-    capsys.readouterr()
-    for bad in ("-1", "nan"):
-        assert main([*args, "--out", str(tmp_path / "bad"), "--focal-gamma", bad]) == 2
-        err = capsys.readouterr().out.strip()
-        assert "--focal-gamma" in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "bad").exists()
-
-
 def _prompt_ce(run, traces) -> float:
     """The student's mean next-token loss on the prompts' own tokens of the training data."""
     model, tok, _ = load_student(run / "last")
@@ -184,6 +165,30 @@ def test_prompt_weight_teaches_the_observations_too(traces, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "bad"), "--prompt-weight", "-0.1"]) == 2
     err = capsys.readouterr().out.strip()
     assert "--prompt-weight" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("option,value,saved,bad", [
+    ("--focal-gamma", "2", 2.0, [(["-1"], "--focal-gamma"), (["nan"], "--focal-gamma")]),
+    ("--recall-lines", "2", 2, [(["-1"], "--recall-lines: expected an int >= 0"),
+                                (["2", "--kd", "forward"], "--recall-lines with --kd")]),
+])
+def test_a_loss_option_through_the_cli(traces, tmp_path, capsys, option, value, saved, bad):
+    """--focal-gamma and --recall-lines each train other weights than the same run without
+    them, are saved with the run, and a bad value is a one-line error before any work."""
+    args = ["train", "--traces", str(traces), "--student", "nano", "--steps", "3", "--batch-size", "4",
+            "--vocab-size", "400", "--val-frac", "0", "--eval-every", "3", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--out", str(tmp_path / "with"), option, value]) == 0
+    assert read_meta(tmp_path / "with" / "last")["train_config"][option[2:].replace("-", "_")] == saved
+    a = load_file(tmp_path / "plain" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "with" / "last" / "model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    for rest, says in bad:
+        assert main([*args, "--out", str(tmp_path / "bad"), option, *rest]) == 2
+        err = capsys.readouterr().out.strip()
+        assert says in err and len(err.splitlines()) == 1
     assert not (tmp_path / "bad").exists()
 
 
