@@ -218,17 +218,18 @@ def with_recall(enc: Encoded, prompt: str, tokenizer: Any, lines: int, rng: rand
                 max_len: int = 2048) -> Encoded:
     """``enc`` with a recall tail after its end token: up to ``lines`` of the prompt's
     ``CUE: VALUE`` lines, in random order, each as a newline and its cue (no loss) and its
-    value (loss weight 1), tokenized as in the prompt (the value keeps its leading space). A student never reads past its end token, so the tail changes
-    nothing it is asked at run time; in training it is several more lookups of the
-    observation by name, each a copy from a place that moves, for a few more tokens of
-    the same forward pass. Lines that would pass ``max_len`` are left out."""
+    value (loss weight 1), tokenized as in the prompt (the value keeps its leading space).
+    A student never reads past its end token, so the tail changes nothing it is asked at
+    run time; in training it is several more lookups of the observation by name, each a
+    copy from a place that moves, for a few more tokens of the same forward pass. A line
+    that would pass ``max_len`` is left out."""
     found = _RECALL_LINE.findall(prompt)
     ids, weights = list(enc.input_ids), list(enc.weights)
     for cue, value in rng.sample(found, min(lines, len(found))):
         c = tokenizer.encode("\n" + cue, add_special_tokens=False)
         v = tokenizer.encode(value, add_special_tokens=False)
         if len(ids) + len(c) + len(v) > max_len:
-            break
+            continue
         ids += c + v
         weights += [0.0] * len(c) + [1.0] * len(v)
     return Encoded(ids, weights, enc.n_prompt, enc.action_pos, enc.action, enc.topk)
