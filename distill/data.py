@@ -15,6 +15,7 @@ import math
 import os
 import random
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ import envs
 from agent.prompt import (
     END_TOKEN,
     PROMPT_FORMAT,
+    ROLE_TOKENS,
     chat_text,
     make_context,
     render_completion,
@@ -211,19 +213,23 @@ def encode(
 
 #: A line of an observation that recall can ask for: ``CUE: VALUE`` (``Known RedBalls: 1
 #: ahead``, ``In front: nothing``, ``row 2: F F H G``); chat markers are not lines.
-_RECALL_LINE = re.compile(r"^([^<>:\n]{1,40}:)( [^<\n]+)", re.MULTILINE)
+_RECALL_LINE = re.compile(r"^([^<>:\n]{1,40}:)( [^\n]+?)(?=<\||$)", re.MULTILINE)
 
 
 def with_recall(enc: Encoded, prompt: str, tokenizer: Any, lines: int, rng: random.Random,
                 max_len: int = 2048) -> Encoded:
-    """``enc`` with a recall tail after its end token: up to ``lines`` of the prompt's
-    ``CUE: VALUE`` lines, in random order, each as a newline and its cue (no loss) and its
-    value (loss weight 1), tokenized as in the prompt (the value keeps its leading space).
+    """``enc`` with a recall tail after its end token: up to ``lines`` of the ``CUE: VALUE``
+    lines of the prompt's last user turn (the observation) whose cue the turn holds once,
+    in random order, each as a newline and its cue (no loss) and its value (loss weight 1),
+    the value keeping its leading space so that agentkd's byte-level tokenizer writes it
+    as the prompt has it (another tokenizer may split a line's edges otherwise).
     A student never reads past its end token, so the tail changes nothing it is asked at
     run time; in training it is several more lookups of the observation by name, each a
     copy from a place that moves, for a few more tokens of the same forward pass. A line
     that would pass ``max_len`` is left out."""
-    found = _RECALL_LINE.findall(prompt)
+    found = _RECALL_LINE.findall(prompt[max(prompt.rfind(ROLE_TOKENS["user"]), 0):])  # the last user turn
+    counts = Counter(cue for cue, _ in found)
+    found = [(cue, value) for cue, value in found if counts[cue] == 1]  # a cue must say which line
     ids, weights = list(enc.input_ids), list(enc.weights)
     for cue, value in rng.sample(found, min(lines, len(found))):
         c = tokenizer.encode("\n" + cue, add_special_tokens=False)

@@ -92,9 +92,10 @@ class TrainConfig:
     action_weight: float = 1.0
     """Loss weight of the action tokens (Action: ... and the end token)."""
     prompt_weight: float = 0.0
-    """Weight of a second next-token loss on the prompt's own tokens (the observation), averaged
-    over them apart from the completion's loss and added to it: the student also learns to
-    predict observations, most of each example's tokens, at no extra compute (0: off)."""
+    """Weight of a second next-token loss on the prompt's own tokens, averaged over them apart
+    from the completion's loss and added to it (and to the logged train loss): the student
+    also learns to predict its prompts (a compact prompt is the observation), most of each
+    example's tokens, at no extra compute (0: off)."""
     recall_lines: int = 0
     """After each training example's end token, recall up to this many of its prompt's
     ``CUE: VALUE`` lines by their cue, in random order, with the loss on the values: more
@@ -184,11 +185,11 @@ def check_resume(cfg: TrainConfig, out: Path, hashes: dict[str, str]) -> None:
                          f"options, got {type(saved).__name__}); train into a fresh --out")
     if saved.get("rename_entities") and "rename_from" not in saved:
         saved["rename_from"] = "letters"  # renamed before --rename-from existed: from letters
-    # An option the saved run does not name came later: that run trained at its default.
+    # An option the saved run does not name was added after it: compare it at its default.
     saved = {**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}, **saved}
     now = asdict(cfg)
     free = RESUME_FREE if saved.get("rename_entities") or cfg.rename_entities else (*RESUME_FREE, "rename_from")
-    changed = [k for k in now if k not in free and k in saved and saved[k] != now[k]]
+    changed = [k for k in now if k not in free and saved.get(k, now[k]) != now[k]]
     if changed:
         was = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r}" for k in changed)
         is_ = ", ".join(f"--{k.replace('_', '-')} {now[k]!r}" for k in changed)

@@ -174,6 +174,18 @@ def test_recall_tail_asks_for_the_prompts_lines_by_their_cues():
     assert with_recall(enc, prompt, tok, 3, random.Random(0)).input_ids == r.input_ids
     assert tok.decode(with_recall(enc, prompt, tok, 9, random.Random(1)).input_ids[len(enc):]).count("\n") == 4
     assert with_recall(enc, prompt, tok, 3, random.Random(0), max_len=len(enc)).input_ids == enc.input_ids
+    # a line that does not fit is skipped, and a shorter one drawn after it still goes in
+    full = with_recall(enc, prompt, tok, 9, random.Random(2))
+    starts = [i for i in range(len(enc), len(full)) if full.input_ids[i] == tok.encode("\n")[0]] + [len(full)]
+    sizes = [b - a for a, b in zip(starts, starts[1:])]
+    assert sizes[0] > min(sizes[1:]), sizes  # this draw puts a longer line before a shorter one
+    fits = with_recall(enc, prompt, tok, 9, random.Random(2), max_len=len(enc) + min(sizes[1:]))
+    assert fits.input_ids[len(enc):] == full.input_ids[starts[sizes.index(min(sizes[1:]), 1)]:][:min(sizes[1:])]
+    # a cue the prompt holds twice (the Action lines of a full prompt's turns) names no one line
+    twice = prompt.replace("In front: nothing.", "Mission: go to the blue key.")
+    enc2 = encode(Example(twice, completion, "go forward", ex.action_start), tok)
+    tail = tok.decode(with_recall(enc2, twice, tok, 9, random.Random(0)).input_ids[len(enc2):])
+    assert "Mission" not in tail and tail.count("\n") == 2
 
 
 def test_topk_from_traces_maps_to_ids_or_fails_clearly():

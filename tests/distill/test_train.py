@@ -89,7 +89,6 @@ def test_resume_refuses_other_options_or_changed_traces(traces, tmp_path):
     (tmp_path / "b" / "train_config.json").write_text(json.dumps({**old, "rename_entities": True}))
     with pytest.raises(ValueError, match=r"--rename-from 'letters', this call gives --rename-from 'pieces'"):
         train(_cfg(copy, tmp_path / "b", resume=True, rename_entities=True, **kw))
-    (tmp_path / "b" / "train_config.json").write_text(json.dumps(old))
     before_prompt_weight = {k: v for k, v in old.items() if k != "prompt_weight"}  # a run from before it
     (tmp_path / "b" / "train_config.json").write_text(json.dumps(before_prompt_weight))
     with pytest.raises(ValueError, match=r"--prompt-weight 0.0, this call gives --prompt-weight 0.5"):
