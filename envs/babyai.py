@@ -17,8 +17,7 @@ Observation:
     a turn would face ("To the left: red box.", "To the right: nothing."), and the nearest
     wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1 left."),
     then the mission and, for a mission about one object, that object named as its line
-    ("Target: RedBalls."; last, next to the answer).
-    next to the answer). Usually under 640 characters.
+    ("Target: RedBalls."; last, next to the answer). Usually under 640 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``
@@ -43,8 +42,8 @@ Registered ids (task):
     ``babyai-mixed-pickup-seq-goto`` (mixed:pick_up_seq_go_to).
 
 Expert:
-    "Go to" missions (``babyai-goto-local``, ``babyai-goto-redball``, ``babyai-mixed-goto``): ``GoToExpert``
-    (``envs.babyai_goto``), which acts only on what the observation and the last actions
+    "Go to" missions (``babyai-goto-local``, ``babyai-goto-redball``, ``babyai-mixed-goto``):
+    ``GoToExpert`` (``envs.babyai_goto``), which acts only on what the observation and the last actions
     say: a look around (up to three left turns) until an object that fits is seen or
     remembered, then a shortest path to facing it. Other missions: ``BabyAIBot``
     (``BabyAIExpert``), told every action actually applied, so it keeps working when
@@ -209,8 +208,7 @@ class BabyAITextEnv(TextEnv):
 
     Args:
         task: ``"BabyAI-GoToLocal-v0"``, ``"BabyAI-GoToRedBall-v0"``, ``"BabyAI-PickupLoc-v0"``
-            or ``"mixed:KIND"``
-            (KIND: goto, pickup, open, putnext, pick_up_seq_go_to).
+            or ``"mixed:KIND"`` (KIND: goto, pickup, open, putnext, pick_up_seq_go_to).
         max_steps: step limit; None uses minigrid's own limit for the level and mission.
         render_mode: None or ``"ansi"`` (the observation text).
     """

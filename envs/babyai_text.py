@@ -237,10 +237,11 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     in the order keys, balls, boxes, doors, the colours of a type in the order of their
     first object below): first the objects in view, nearest first, then those seen earlier
     in the episode that are out of view now (``memory``, see ``remember``), marked
-    ``remembered``, where they are now relative to the agent, nearest first. ``Target`` names the mission's object as its line
-    is named (missions about one object), so that finding the target is finding the one
-    token of the ``Target`` line among the lines' names, and the nearest known is that
-    line's first entry: a student copies, it never compares colours entry by entry.
+    ``remembered``, where they are now relative to the agent, nearest first. ``Target``
+    names the mission's object as its line is named (missions about one object), so that
+    finding the target is finding the one token of the ``Target`` line among the lines'
+    names, and the nearest known is that line's first entry: a student copies, it never
+    compares colours entry by entry.
     "In front" names what blocks the cell ahead (an object, a wall) or says ``nothing``; "To
     the left" and "To the right" say the same of the cells beside, the ones a turn would
     face. ``view``: the state's ``visible_cells``, where the caller has it already (built
