@@ -17,7 +17,9 @@ Observation:
     a turn would face ("To the left: red box.", "To the right: nothing."), and the nearest
     wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1 left."),
     then the mission and, for a mission about one object, that object named as its line
-    ("Target: RedBalls."; last, next to the answer). Usually under 640 characters.
+    and where the nearest one is, in view else remembered, as its line writes it ("Target:
+    RedBalls: 2 ahead, 1 left."; "Target: RedBalls: not seen."; last, next to the answer).
+    Usually under 680 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``
@@ -96,7 +98,7 @@ You see a 7x7 area in front of you; walls and closed doors block the view. Posit
 relative to you: "2 ahead, 1 left" is two steps forward and one step to your left.
 "Known RedBalls: ..." lists the red balls you know, those in view first, nearest first,
 then those out of view that you saw before ("remembered"); "Target" names the mission's
-object the same way.
+object the same way and says where the nearest one is.
 Objects: keys, balls and boxes (they block the way), and doors (open, closed or locked; a
 locked door opens with the key of its color).
 Actions:

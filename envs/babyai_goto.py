@@ -16,26 +16,22 @@ student can learn every one of its decisions:
 2. No such object known yet: turn left, up to three times in a row (a full look around).
 3. Still nothing after that: walk to the nearest state that faces a cell never seen.
 
-Rationales copy the observation's ``Target`` word, then that line's first entry word for
-word, then what is in front and the move: ``BlueBalls: 2 ahead, 1 left; in front: nothing:
-go forward.``; with the target out of view, ``BlueBalls: remembered 1 behind; ...``; when
-the plain action is not the one taken, ``...; in front: grey key; go around: turn right.``;
-when the plain action is a turn, also what that turn would face, ``...; in front: nothing;
-to the left: red box; go around: go forward.`` (a turn toward an object that is not the
-target is never the plain way there: the side cell decides it); with no target known,
-``BlueBalls: not seen: turn left.``, or ``BlueBalls: not seen, explore: go forward.``
+Rationales copy the observation's ``Target`` line (the target's line name and its first
+entry, word for word), then what is in front and the move: ``BlueBalls: 2 ahead, 1 left;
+in front: nothing: go forward.``; with the target out of view, ``BlueBalls: remembered 1
+behind; ...``; when the plain action is not the one taken, ``...; in front: grey key; go
+around: turn right.``; when the plain action is a turn, also what that turn would face,
+``...; in front: nothing; to the left: red box; go around: go forward.`` (a turn toward an
+object that is not the target is never the plain way there: the side cell decides it);
+with no target known, ``BlueBalls: not seen: turn left.``, or ``BlueBalls: not seen,
+explore: go forward.``
 
-So the reading is two copies: the target's name from the last line (a fixed distance
-back), then what follows that name where it stands among the object lines (an induction
-copy of one token's context). The observation's layout serves exactly that
-(``envs.babyai_text.describe``): each line is named by one token (``RedBalls``), the
-objects in view come first and the remembered ones after them in the same line, so the
-target is always the first entry, in view or not. Earlier layouts asked more of a micro
-student, and its failures were where they asked it (BENCHMARKS.md, Training quality): one
-line per type made it compare each entry's colour with the mission's; a line named by two
-words (``red balls``) made it find the line by a pair of tokens; separate ``You see`` and
-``You remember`` lines made it decide that the target was not in view, which it never
-learnt (0 of 532 such states right).
+So the reading is copies from fixed places: the ``Target`` line, last in the observation,
+then the ``In front`` line and, for a turn, the side's line. Earlier layouts made the
+student find the target's line by its name among the object lines and copy what followed
+it (an induction copy), and a micro student never learnt that within the bar's budget
+(BENCHMARKS.md, Training quality): it learns lookups at fixed distances, not by name. The
+object lines stay, for the way around what blocks the path.
 """
 
 from __future__ import annotations
@@ -46,8 +42,7 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import (entry, front_thing, kind_name, line_name, remembered_objects, side_thing,
-                              visible_cells, visible_objects)
+from envs.babyai_text import front_thing, side_thing, target_reading, visible_cells
 from envs.base import ExpertStep
 
 #: minigrid's agent_dir (0 east, 1 south, 2 west, 3 north) as a step (dx, dy).
@@ -56,7 +51,6 @@ _ORDER = ("go forward", "turn left", "turn right")
 _SCAN_TURNS = 3
 
 State = tuple[int, int, int]
-Obj = tuple[str, int, int]
 
 
 def _successor(s: State, action: str, free: Callable[[int, int], bool]) -> State:
@@ -87,29 +81,6 @@ def steps_to_face(start: State, goal: Callable[[State], bool], free: Callable[[i
     return None
 
 
-def _fits(name: str, desc: Any) -> bool:
-    """Whether an object name (``"red ball"``, ``"grey door (open)"``) fits ``desc``."""
-    color, kind = name.split(" (")[0].split(" ", 1)
-    return kind == desc.type and desc.color in (None, color)
-
-
-def read_out(seen: list[Obj], remembered: list[Obj], wanted: str) -> tuple[str, Obj | None]:
-    """The rationale's reading of the observation for the mission's object, and the target.
-
-    ``seen`` and ``remembered``: the objects in view and remembered that fit the mission,
-    nearest first; ``wanted``: the mission's line (``"RedBalls"``, or ``"Balls"`` for a
-    mission without a colour). The target is the nearest object in view, else the nearest
-    remembered, and the reading copies its line's name and first entry as the observation
-    writes them: ``RedBalls: 2 ahead``; ``RedBalls: remembered 1 behind``; with none known,
-    ``RedBalls: not seen`` (target None).
-    """
-    if seen:
-        return f"{kind_name(seen[0][0])}: {entry(*seen[0])}", seen[0]
-    if remembered:
-        return f"{kind_name(remembered[0][0])}: {entry(*remembered[0], remembered=True)}", remembered[0]
-    return f"{wanted}: not seen", None
-
-
 class GoToExpert:
     """The expert of a ``BabyAITextEnv`` whose missions are "go to X" (module docstring).
 
@@ -128,11 +99,10 @@ class GoToExpert:
         instr = level.instrs
         if not isinstance(instr, GoToInstr):
             raise TypeError(f"{env.env_id}: GoToExpert needs a 'go to' mission, got {level.mission!r}")
-        desc = instr.desc
         view = visible_cells(level)  # one view for the whole decision (gen_obs_grid is the cost)
-        seen = [o for o in visible_objects(level, view) if _fits(o[0], desc)]
-        remembered = [o for o in remembered_objects(level, env.memory, view) if _fits(o[0], desc)]
-        where, target = read_out(seen, remembered, line_name(desc.color, desc.type))
+        reading = target_reading(level, env.memory, view)
+        assert reading is not None  # a "go to" mission is about one object
+        where, target = reading
         if target is not None:
             return self._go_to(where, *target[1:], view)
         if env.applied[-_SCAN_TURNS:] != ["turn left"] * _SCAN_TURNS:

@@ -65,6 +65,8 @@ def relative_offset(env: Any, pos: Any) -> tuple[int, int]:
 
 
 Pos = tuple[int, int]
+#: An object where the agent sees or remembers it: (name, steps ahead, steps right).
+Obj = tuple[str, int, int]
 
 
 def visible_cells(env: Any) -> dict[Pos, WorldObj | None]:
@@ -88,11 +90,11 @@ def visible_cells(env: Any) -> dict[Pos, WorldObj | None]:
     return cells
 
 
-def _nearest_first(objs: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+def _nearest_first(objs: list[Obj]) -> list[Obj]:
     return sorted(objs, key=lambda o: (abs(o[1]) + abs(o[2]), o[0], -o[1], o[2]))
 
 
-def visible_objects(env: Any, cells: dict[Pos, WorldObj | None]) -> list[tuple[str, int, int]]:
+def visible_objects(env: Any, cells: dict[Pos, WorldObj | None]) -> list[Obj]:
     """Objects in the agent's view (``cells``: ``visible_cells(env)``, built once by the
     caller) as (name, ahead, right), nearest first, then by name."""
     return _nearest_first([(object_name(obj), *relative_offset(env, pos))
@@ -111,7 +113,7 @@ def remember(memory: dict[Pos, str], env: Any, cells: dict[Pos, WorldObj | None]
 
 
 def remembered_objects(env: Any, memory: dict[Pos, str],
-                       cells: dict[Pos, WorldObj | None]) -> list[tuple[str, int, int]]:
+                       cells: dict[Pos, WorldObj | None]) -> list[Obj]:
     """Objects of ``memory`` out of the view ``cells`` now, as (name, ahead, right), nearest first."""
     return _nearest_first([(name, *relative_offset(env, pos)) for pos, name in memory.items()
                            if pos not in cells and tuple(env.agent_pos) != pos])
@@ -186,13 +188,47 @@ def by_kind(objs: list[Known]) -> dict[str, list[Known]]:
     return groups
 
 
-def target_line(instr: Any) -> str | None:
-    """The mission's object named as its line (``"Target: RedBalls."``), for missions about
-    one object (go to, pick up, open); None for the others (put next to, sequences)."""
+def fits(name: str, desc: Any) -> bool:
+    """Whether an object name (``"red ball"``, ``"grey door (open)"``) fits the mission's
+    ``ObjDesc`` (its type, and its colour where the mission names one)."""
+    color, kind = name.split(" (")[0].split(" ", 1)
+    return kind == desc.type and desc.color in (None, color)
+
+
+def read_out(seen: list[Obj], remembered: list[Obj], wanted: str) -> tuple[str, Obj | None]:
+    """Where the mission's object is, as the ``Target`` line writes it, and that object.
+
+    ``seen`` and ``remembered``: the objects in view and remembered that fit the mission,
+    nearest first; ``wanted``: the mission's line (``"RedBalls"``, or ``"Balls"`` for a
+    mission without a colour). The target is the nearest object in view, else the nearest
+    remembered; the reading is its line's name and its entry as that line writes it:
+    ``RedBalls: 2 ahead``; ``RedBalls: remembered 1 behind``; with none known,
+    ``RedBalls: not seen`` (target None).
+    """
+    if seen:
+        return f"{kind_name(seen[0][0])}: {entry(*seen[0])}", seen[0]
+    if remembered:
+        return f"{kind_name(remembered[0][0])}: {entry(*remembered[0], remembered=True)}", remembered[0]
+    return f"{wanted}: not seen", None
+
+
+def mission_object(instr: Any) -> ObjDesc | None:
+    """The object of a mission about one object (go to, pick up, open), None for the others
+    (put next to, sequences)."""
     desc = getattr(instr, "desc", None)
-    if not isinstance(desc, ObjDesc) or desc.type not in PLURAL:
+    return desc if isinstance(desc, ObjDesc) and desc.type in PLURAL else None
+
+
+def target_reading(env: Any, memory: dict[Pos, str] | None,
+                   view: dict[Pos, WorldObj | None]) -> tuple[str, Obj | None] | None:
+    """``read_out`` of the state: the mission's object where the agent sees or remembers
+    it (``view``: ``visible_cells``), or None for a mission not about one object."""
+    desc = mission_object(getattr(env, "instrs", None))
+    if desc is None:
         return None
-    return f"Target: {line_name(desc.color, desc.type)}."
+    seen = [o for o in visible_objects(env, view) if fits(o[0], desc)]
+    remembered = [o for o in (remembered_objects(env, memory, view) if memory else []) if fits(o[0], desc)]
+    return read_out(seen, remembered, line_name(desc.color, desc.type))
 
 
 def front_thing(env: Any) -> str | None:
@@ -231,17 +267,18 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
         To the right: nothing.
         Walls: 4 ahead, 1 left.
         Mission: go to the red ball.
-        Target: RedBalls.
+        Target: RedBalls: 1 ahead, 1 left.
 
     Objects come one line per colour and type, named in one word (``line_name``; the types
     in the order keys, balls, boxes, doors, the colours of a type in the order of their
     first object below): first the objects in view, nearest first, then those seen earlier
     in the episode that are out of view now (``memory``, see ``remember``), marked
     ``remembered``, where they are now relative to the agent, nearest first. ``Target``
-    names the mission's object as its line is named (missions about one object), so that
-    finding the target is finding the one token of the ``Target`` line among the lines'
-    names, and the nearest known is that line's first entry: a student copies, it never
-    compares colours entry by entry.
+    (missions about one object) names the mission's object as its line is named and says
+    where the nearest one is, that line's first entry (``target_reading``), or ``not
+    seen``. It is the last line, a fixed distance before the answer, because that is where
+    a micro student reads: it learns to copy from fixed places, not to find a line by its
+    name among lines of varying number (BENCHMARKS.md, Training quality).
     "In front" names what blocks the cell ahead (an object, a wall) or says ``nothing``; "To
     the left" and "To the right" say the same of the cells beside, the ones a turn would
     face. ``view``: the state's ``visible_cells``, where the caller has it already (built
@@ -261,9 +298,9 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
         lines.append("Walls: " + ", ".join(f"{k} {word}" for word, k in walls) + ".")
     # The mission last: a rationale that starts by copying the target copies from a fixed distance.
     lines.append(f"Mission: {env.mission}.")
-    target = target_line(getattr(env, "instrs", None))
+    target = target_reading(env, memory, view)
     if target is not None:
-        lines.append(target)
+        lines.append(f"Target: {target[0]}.")
     return "\n".join(lines)
 
 
