@@ -17,21 +17,23 @@ student can learn every one of its decisions:
 3. Still nothing after that: walk to the nearest state that faces a cell never seen.
 
 Rationales copy the observation's ``Target`` line (the target's line name and its first
-entry, word for word), then what is in front and the move: ``BlueBalls: 2 ahead, 1 left;
-in front: nothing: go forward.``; with the target out of view, ``BlueBalls: remembered 1
-behind; ...``; when the plain action is not the one taken, ``...; in front: grey key; go
-around: turn right.``; when the plain action is a turn, also what that turn would face,
-``...; in front: nothing; to the left: red box; go around: go forward.`` (a turn toward an
-object that is not the target is never the plain way there: the side cell decides it);
-with no target known, ``BlueBalls: not seen: turn left.``, or ``BlueBalls: not seen,
-explore: go forward.``
+entry, word for word), then say what is in front (``cell_word``: nothing, wall, blocked by
+an object, or an open door) and the move: ``BlueBalls: 2 ahead, 1 left; in front: nothing:
+go forward.``; with the target out of view, ``BlueBalls: remembered 1 behind; ...``; when
+the plain action is not the one taken, ``...; in front: blocked; go around: turn right.``;
+when the plain action is a turn, also what that turn would face, ``...; in front: nothing;
+to the left: blocked; go around: go forward.`` (a turn toward an object that is not the
+target is never the plain way there: the side cell decides it); with no target known,
+``BlueBalls: not seen: turn left.``, or ``BlueBalls: not seen, explore: go forward.``
 
-So the reading is copies from fixed places: the ``Target`` line, last in the observation,
-then the ``In front`` line and, for a turn, the side's line. Earlier layouts made the
-student find the target's line by its name among the object lines and copy what followed
-it (an induction copy), and a micro student never learnt that within the bar's budget
-(BENCHMARKS.md, Training quality): it learns lookups at fixed distances, not by name. The
-object lines stay, for the way around what blocks the path.
+So the reading is a copy from a fixed place, the ``Target`` line, last in the
+observation, and the class of a cell whose line is named once (``In front``, ``To the
+left``). Earlier layouts made the student find the target's line by its name among the
+object lines and copy what followed it (an induction copy), or copy the colour and type
+of what blocks the way; a micro student learnt neither within the bar's budget
+(BENCHMARKS.md, Training quality): it learns lookups at fixed distances, and which of a
+few words a named line calls for, not copies by name. The object lines stay, for the way
+around what blocks the path.
 """
 
 from __future__ import annotations
@@ -79,6 +81,17 @@ def steps_to_face(start: State, goal: Callable[[State], bool], free: Callable[[i
                 seen[n] = seen[s] + 1
                 queue.append(n)
     return None
+
+
+def cell_word(thing: str | None) -> str:
+    """What a rationale says of the cell in front or beside (``thing``: ``front_thing``,
+    ``side_thing``): ``nothing``, ``wall``, ``open door`` (a way through), or ``blocked``
+    (any other object: which one it is never changes the move)."""
+    if thing is None:
+        return "nothing"
+    if thing == "wall":
+        return "wall"
+    return "open door" if thing.endswith("door (open)") else "blocked"
 
 
 class GoToExpert:
@@ -144,10 +157,10 @@ class GoToExpert:
         plain = "go forward" if ahead > 0 else "turn right" if right > 0 else "turn left"
         costs = {a: steps_to_face(_successor(start, a, free), facing, free) for a in _ORDER}
         options = [a for a in (plain, *_ORDER) if costs[a] is not None]
-        where = f"{where}; in front: {front_thing(level) or 'nothing'}"
+        where = f"{where}; in front: {cell_word(front_thing(level))}"
         if plain != "go forward":  # what the turn would face, beside the agent now
             side = plain.split()[1]
-            where = f"{where}; to the {side}: {side_thing(level, side) or 'nothing'}"
+            where = f"{where}; to the {side}: {cell_word(side_thing(level, side))}"
         if not options:  # boxed in: nothing known leads there; look around
             return ExpertStep("turn left", f"{where}; no way there: turn left.")
         best = min(costs[a] for a in options)

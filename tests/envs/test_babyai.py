@@ -14,7 +14,7 @@ from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc, PickupInstr, 
 
 import envs
 from envs.babyai import ACTIONS, BabyAIExpert, BabyAITextEnv
-from envs.babyai_goto import GoToExpert
+from envs.babyai_goto import GoToExpert, cell_word
 from envs.babyai_text import describe, line_name, read_out
 
 BABYAI_IDS = [i for i in envs.list_envs() if i.startswith("babyai-")]
@@ -285,7 +285,7 @@ def test_goto_expert_walks_to_what_it_sees() -> None:
     assert said == [
         ("go forward", "RedBalls: 2 ahead, 1 left; in front: nothing: go forward."),
         ("go forward", "RedBalls: 1 ahead, 1 left; in front: nothing: go forward."),
-        ("turn left", "RedBalls: 1 left; in front: wall; to the left: red ball: "
+        ("turn left", "RedBalls: 1 left; in front: wall; to the left: blocked: "
                       "turn left."),
     ]
     assert info["success"]
@@ -309,20 +309,20 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
     env.level.put_obj(Key("blue"), 3, 2)  # right in front: the straight way is blocked
     _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
     said, info = _play(env)
-    # The rationale copies the Target word and its line's first entry, then what
-    # is in front (and, when the plain move is a turn, what that turn would face); a move
-    # other than the plain one is said to go around.
+    # The rationale copies the Target line's reading, then says what is in front (and, when
+    # the plain move is a turn, what that turn would face): nothing, wall, or blocked by an
+    # object, whichever it is; a move other than the plain one is said to go around.
     assert said == [
-        ("turn left", "RedBalls: 2 ahead; in front: blue key; go around: turn left."),
+        ("turn left", "RedBalls: 2 ahead; in front: blocked; go around: turn left."),
         # the plain turn right would face the blue key: the side cell says why it goes around
-        ("go forward", "RedBalls: 2 right; in front: nothing; to the right: blue key; "
+        ("go forward", "RedBalls: 2 right; in front: nothing; to the right: blocked; "
                        "go around: go forward."),
         # Behind the agent now, out of view: where the observation remembers it.
         ("turn right", "RedBalls: remembered 1 behind, 2 right; "
                        "in front: nothing; to the right: nothing: turn right."),
         ("go forward", "RedBalls: 2 ahead, 1 right; in front: nothing: go forward."),
         ("go forward", "RedBalls: 1 ahead, 1 right; in front: nothing: go forward."),
-        ("turn right", "RedBalls: 1 right; in front: wall; to the right: red ball: "
+        ("turn right", "RedBalls: 1 right; in front: wall; to the right: blocked: "
                        "turn right."),
     ]
     assert info["success"]
@@ -343,6 +343,10 @@ def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
     # On real episodes the reading follows from the observation text alone.
     env = envs.make("babyai-goto-local")
     cases = {"see": 0, "remember": 0, "none": 0}
+
+    def said_of(cell: str) -> str:  # a cell line's text as the rationale says it
+        return cell_word(None if cell == "nothing" else cell)
+
     for seed in envs.seeds("babyai-goto-local", "train", 20):
         obs, _ = env.reset(seed=seed)
         done = False
@@ -360,12 +364,12 @@ def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
             cases[case] += 1
             assert lines["Target"] == expected, obs  # the Target line is the reading, written out
             if "not seen" not in expected:
-                expected += f"; in front: {lines['In front']}"
+                expected += f"; in front: {said_of(lines['In front'])}"
                 # a turn toward the target (plain) says what it would face, beside the agent
                 side = next((line for line in ("To the left", "To the right")
                              if f"{line.lower()}: " in step.rationale), None)
                 if side is not None:
-                    expected += f"; {side.lower()}: {lines[side]}"
+                    expected += f"; {side.lower()}: {said_of(lines[side])}"
             assert step.rationale.startswith(expected), (obs, step.rationale)
             obs, _, terminated, truncated, _ = env.step(step.action)
             done = terminated or truncated
