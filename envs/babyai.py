@@ -12,14 +12,14 @@ Observation:
     what the agent carries, the objects it knows one line per colour and type, the line
     named in one word, with each one's position relative to the agent ("Known RedBalls: 2
     ahead, 1 left; 3 ahead; remembered 1 behind."; those in view first, nearest first, then
-    those it saw earlier in the episode and cannot see now, where they are now), what is
-    right in front ("In front: nothing." / "wall" / an object) and right beside, the cells
-    a turn would face ("To the left: red box.", "To the right: nothing."), and the nearest
-    wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1 left."),
-    then the mission and, for a mission about one object, that object named as its line
+    those it saw earlier in the episode and cannot see now, where they are now), the
+    nearest wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1
+    left."), the mission, what is right in front ("In front: nothing." / "wall" / an
+    object) and right beside, the cells a turn would face ("To the left: red box.", "To the
+    right: nothing."), and, for a mission about one object, that object named as its line
     and where the nearest one is, in view else remembered, as its line writes it ("Target:
-    RedBalls: 2 ahead, 1 left."; "Target: RedBalls: not seen."; last, next to the answer).
-    Usually under 680 characters.
+    RedBalls: 2 ahead, 1 left."; "Target: RedBalls: not seen."). What a rationale reads
+    comes last, next to the answer. Usually under 680 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``

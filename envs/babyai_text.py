@@ -262,11 +262,11 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
         Known RedBalls: 1 ahead, 1 left; 4 ahead; remembered 2 behind.
         Known BlueBalls: 3 ahead.
         Known GreyDoors: (closed) 3 ahead, 2 right.
+        Walls: 4 ahead, 1 left.
+        Mission: go to the red ball.
         In front: nothing.
         To the left: wall.
         To the right: nothing.
-        Walls: 4 ahead, 1 left.
-        Mission: go to the red ball.
         Target: RedBalls: 1 ahead, 1 left.
 
     Objects come one line per colour and type, named in one word (``line_name``; the types
@@ -276,13 +276,13 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     ``remembered``, where they are now relative to the agent, nearest first. ``Target``
     (missions about one object) names the mission's object as its line is named and says
     where the nearest one is, that line's first entry (``target_reading``), or ``not
-    seen``. It is the last line, a fixed distance before the answer, because that is where
-    a micro student reads: it learns to copy from fixed places, not to find a line by its
-    name among lines of varying number (BENCHMARKS.md, Training quality).
-    "In front" names what blocks the cell ahead (an object, a wall) or says ``nothing``; "To
-    the left" and "To the right" say the same of the cells beside, the ones a turn would
-    face. ``view``: the state's ``visible_cells``, where the caller has it already (built
-    here if None).
+    seen``. "In front" names what blocks the cell ahead (an object, a wall) or says
+    ``nothing``; "To the left" and "To the right" say the same of the cells beside, the
+    ones a turn would face. These four lines, which a go-to rationale reads, come last, at
+    nearly fixed distances before the answer, because that is where a micro student reads:
+    it learns lookups at fixed places, not to find a line by its name among lines of
+    varying number (BENCHMARKS.md, Training quality). ``view``: the state's
+    ``visible_cells``, where the caller has it already (built here if None).
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
@@ -291,13 +291,13 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     known: list[Known] = [(*o, False) for o in visible_objects(env, view)]
     known += [(*o, True) for o in (remembered_objects(env, memory, view) if memory else [])]
     lines += [f"Known {k}: {listing(objs)}." for k, objs in by_kind(known).items()] or ["Known: no objects."]
-    lines.append(f"In front: {front_thing(env) or 'nothing'}.")
-    lines += [f"To the {side}: {side_thing(env, side) or 'nothing'}." for side in ("left", "right")]
     walls = wall_distances(env, view)
     if walls:
         lines.append("Walls: " + ", ".join(f"{k} {word}" for word, k in walls) + ".")
-    # The mission last: a rationale that starts by copying the target copies from a fixed distance.
     lines.append(f"Mission: {env.mission}.")
+    # What a rationale reads comes last, at nearly fixed distances from the answer.
+    lines.append(f"In front: {front_thing(env) or 'nothing'}.")
+    lines += [f"To the {side}: {side_thing(env, side) or 'nothing'}." for side in ("left", "right")]
     target = target_reading(env, memory, view)
     if target is not None:
         lines.append(f"Target: {target[0]}.")

@@ -113,16 +113,18 @@ def test_mixed_ids_only_generate_their_mission_kind(env_id: str, words: tuple, m
         mission = env.level.mission
         assert all(w in mission for w in words), mission
         assert not any(h in mission for h in ("yellow box", "red key", "red door", "green ball", "grey door"))
-        # A mission about one object ends with that object named as its line, and where the
-        # nearest of its kind is: that line's first entry as the line writes it.
+        # The mission, then the cells in front and beside; a mission about one object ends with
+        # that object named as its line, and where the nearest of its kind is: that line's
+        # first entry as the line writes it.
         about_one = " next to " not in mission and ", then " not in mission and " after you " not in mission
+        tail = obs.split(f"\nMission: {mission}.\n", 1)[1].splitlines()
+        assert [line.split(": ")[0] for line in tail] == ["In front", "To the left", "To the right",
+                                                         *(["Target"] if about_one else [])], obs
         if not about_one:
-            assert obs.endswith(f"\nMission: {mission}."), obs
             continue
-        assert f"\nMission: {mission}.\nTarget: " in obs, obs
-        name, where = obs.rsplit("\nTarget: ", 1)[1].rstrip(".").split(": ", 1)
+        name, where = tail[-1].rstrip(".").split(": ", 2)[1:]
         desc = env.level.instrs.desc
-        lines = dict(line.rstrip(".").split(": ", 1) for line in obs.splitlines()[1:-2])
+        lines = dict(line.rstrip(".").split(": ", 1) for line in obs.splitlines()[1:])
         if where == "not seen":
             assert name == line_name(desc.color, desc.type)
             assert not any(k.startswith("Known ") and k.endswith(name) for k in lines), obs
@@ -216,11 +218,12 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
         "Known BlueBalls: 1 ahead, 1 right.\n"
         "Known RedBalls: 2 ahead, 1 left.\n"
         "Known YellowDoors: (locked) 3 right.\n"
+        "Walls: 3 ahead, 3 left.\n"  # east, 4 to the right, is out of the 7x7 view
+        "Mission: go to the red ball.\n"
+        # what a rationale reads, last: the cells in front and beside, then the target
         "In front: nothing.\n"
         "To the left: nothing.\n"
         "To the right: nothing.\n"
-        "Walls: 3 ahead, 3 left.\n"  # east, 4 to the right, is out of the 7x7 view
-        "Mission: go to the red ball.\n"
         "Target: RedBalls: 2 ahead, 1 left."  # the mission's object, named as its line is, and where
     )
     env._look()  # what a step does: the objects in view go into the episode's memory
@@ -232,18 +235,18 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
         "Known RedBalls: remembered 1 behind.\n"
         "Known BlueBalls: remembered 3 behind, 1 left.\n"
         "Known YellowDoors: remembered (locked) 5 behind, 2 left.\n"
+        "Walls: 1 ahead, 1 right.\n"
+        "Mission: go to the red ball.\n"
         "In front: wall.\n"
         "To the left: nothing.\n"
         "To the right: wall.\n"
-        "Walls: 1 ahead, 1 right.\n"
-        "Mission: go to the red ball.\n"
         "Target: RedBalls: remembered 1 behind."  # the nearest in view, else the nearest remembered
     )
     lv.agent_dir = 0  # east: the red ball is right in front
     assert "In front: red ball.\n" in describe(lv, env.memory)
     lv.agent_dir = 3  # north again, the red ball beside: the cell a left turn would face
     lv.agent_pos = np.array((3, 1))
-    assert "To the left: red ball.\nTo the right: nothing.\n" in describe(lv, env.memory)
+    assert "To the left: red ball.\nTo the right: nothing.\nTarget: " in describe(lv, env.memory)
     # A line lists the objects in view first, then the remembered ones.
     lv.put_obj(Ball("red"), 3, 5)
     lv.agent_pos, lv.agent_dir = np.array((3, 3)), 1  # south: (3, 5) in view, (2, 1) behind
@@ -254,8 +257,9 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
     env.level.put_obj(Key("blue"), 4, 5)
     _set_mission(env, PutNextInstr(ObjDesc("ball", "red"), ObjDesc("key", "blue")))
     assert describe(env.level, env.memory) == (
-        "You face north and carry nothing.\nKnown: no objects.\nIn front: nothing.\nTo the left: nothing.\n"
-        "To the right: nothing.\nWalls: 3 ahead, 3 left.\nMission: put the red ball next to the blue key.")
+        "You face north and carry nothing.\nKnown: no objects.\nWalls: 3 ahead, 3 left.\n"
+        "Mission: put the red ball next to the blue key.\nIn front: nothing.\nTo the left: nothing.\n"
+        "To the right: nothing.")
     # The env's own observations are this text, built from the view its step looked at.
     obs, _ = env.reset(seed=5)
     for action in ("turn left", "go forward", "go forward", "turn right"):
