@@ -18,8 +18,8 @@ Observation:
     object) and right beside, the cells a turn would face ("To the left: red box.", "To the
     right: nothing."), and, for a mission about one object, that object named as its line
     and where the nearest one is, in view else remembered, as its line writes it ("Target:
-    RedBalls: 2 ahead, 1 left."; "Target: RedBalls: not seen."). What a rationale reads
-    comes last, next to the answer. Usually under 680 characters.
+    RedBalls: 2 ahead, 1 left."; "Target: RedBalls: not seen."). What a go-to rationale
+    reads comes last, next to the answer. Usually under 680 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``

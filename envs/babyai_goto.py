@@ -44,7 +44,8 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import front_thing, side_thing, target_reading, visible_cells
+from envs.babyai_text import (front_thing, remembered_objects, side_thing, target_reading, visible_cells,
+                              visible_objects)
 from envs.base import ExpertStep
 
 #: minigrid's agent_dir (0 east, 1 south, 2 west, 3 north) as a step (dx, dy).
@@ -86,7 +87,8 @@ def steps_to_face(start: State, goal: Callable[[State], bool], free: Callable[[i
 def cell_word(thing: str | None) -> str:
     """What a rationale says of the cell in front or beside (``thing``: ``front_thing``,
     ``side_thing``): ``nothing``, ``wall``, ``open door`` (a way through), or ``blocked``
-    (any other object: which one it is never changes the move)."""
+    (any other object, the target included: whether a turn faces the target or an obstacle
+    the rationale's reading of the Target line says)."""
     if thing is None:
         return "nothing"
     if thing == "wall":
@@ -113,8 +115,9 @@ class GoToExpert:
         if not isinstance(instr, GoToInstr):
             raise TypeError(f"{env.env_id}: GoToExpert needs a 'go to' mission, got {level.mission!r}")
         view = visible_cells(level)  # one view for the whole decision (gen_obs_grid is the cost)
-        reading = target_reading(level, env.memory, view)
-        assert reading is not None  # a "go to" mission is about one object
+        reading = target_reading(level, visible_objects(level, view), remembered_objects(level, env.memory, view))
+        if reading is None:
+            raise TypeError(f"{env.env_id}: GoToExpert needs a mission about one object, got {level.mission!r}")
         where, target = reading
         if target is not None:
             return self._go_to(where, *target[1:], view)

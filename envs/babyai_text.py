@@ -3,10 +3,11 @@
 Two pure functions of a minigrid state, kept apart from the env class so that each can be
 read (and tested) on its own:
 
-* ``describe(env, memory)``: the observation text a policy reads (mission, heading, what is
-  carried, the objects in the 7x7 view with their position relative to the agent, the
-  objects seen earlier in the episode that are out of view now, the nearest walls straight
-  ahead, left and right);
+* ``describe(env, memory)``: the observation text a policy reads (heading, what is carried,
+  the objects in the 7x7 view with their position relative to the agent, the objects seen
+  earlier in the episode that are out of view now, the nearest walls straight ahead, left
+  and right, the mission, the cells in front and beside, and where the mission's object
+  is);
 * ``explain(bot, action)``: one or two plain sentences that say why ``BabyAIBot`` chose
   ``action``, built from its subgoal stack and the scene.
 
@@ -188,11 +189,18 @@ def by_kind(objs: list[Known]) -> dict[str, list[Known]]:
     return groups
 
 
-def fits(name: str, desc: Any) -> bool:
-    """Whether an object name (``"red ball"``, ``"grey door (open)"``) fits the mission's
-    ``ObjDesc`` (its type, and its colour where the mission names one)."""
-    color, kind = name.split(" (")[0].split(" ", 1)
-    return kind == desc.type and desc.color in (None, color)
+def fits(env: Any, obj: Obj, desc: Any) -> bool:
+    """Whether an object (name, ahead, right) seen or remembered from ``env``'s agent fits
+    the mission's ``ObjDesc``: its type, its colour where the mission names one, and, for a
+    mission that says where ("the key on your left"), one of the objects minigrid resolved
+    at the mission's start (``desc.obj_poss``)."""
+    name, ahead, right = obj
+    if object_type(name) != desc.type or desc.color not in (None, name.split(" ", 1)[0]):
+        return False
+    if getattr(desc, "loc", None) is None:
+        return True
+    at = np.asarray(env.agent_pos) + ahead * np.asarray(env.dir_vec) + right * np.asarray(env.right_vec)
+    return (int(at[0]), int(at[1])) in {(int(x), int(y)) for x, y in desc.obj_poss}
 
 
 def read_out(seen: list[Obj], remembered: list[Obj], wanted: str) -> tuple[str, Obj | None]:
@@ -219,16 +227,15 @@ def mission_object(instr: Any) -> ObjDesc | None:
     return desc if isinstance(desc, ObjDesc) and desc.type in PLURAL else None
 
 
-def target_reading(env: Any, memory: dict[Pos, str] | None,
-                   view: dict[Pos, WorldObj | None]) -> tuple[str, Obj | None] | None:
-    """``read_out`` of the state: the mission's object where the agent sees or remembers
-    it (``view``: ``visible_cells``), or None for a mission not about one object."""
+def target_reading(env: Any, seen: list[Obj], remembered: list[Obj]) -> tuple[str, Obj | None] | None:
+    """``read_out`` of the state, ``seen`` and ``remembered`` its objects in view and
+    remembered (``visible_objects``, ``remembered_objects``): the mission's object where
+    the agent sees or remembers it, or None for a mission not about one object."""
     desc = mission_object(getattr(env, "instrs", None))
     if desc is None:
         return None
-    seen = [o for o in visible_objects(env, view) if fits(o[0], desc)]
-    remembered = [o for o in (remembered_objects(env, memory, view) if memory else []) if fits(o[0], desc)]
-    return read_out(seen, remembered, line_name(desc.color, desc.type))
+    return read_out([o for o in seen if fits(env, o, desc)], [o for o in remembered if fits(env, o, desc)],
+                    line_name(desc.color, desc.type))
 
 
 def front_thing(env: Any) -> str | None:
@@ -253,7 +260,7 @@ def _thing(obj: WorldObj | None) -> str | None:
 
 def describe(env: Any, memory: dict[Pos, str] | None = None,
              view: dict[Pos, WorldObj | None] | None = None) -> str:
-    """The observation text of a BabyAI state (about 100-600 characters).
+    """The observation text of a BabyAI state (about 100-680 characters).
 
     Example::
 
@@ -288,8 +295,9 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     lines = [f"You face {HEADINGS[env.agent_dir]} and carry {carrying}."]
     if view is None:  # one view for every line below (gen_obs_grid is the cost)
         view = visible_cells(env)
-    known: list[Known] = [(*o, False) for o in visible_objects(env, view)]
-    known += [(*o, True) for o in (remembered_objects(env, memory, view) if memory else [])]
+    seen = visible_objects(env, view)
+    remembered = remembered_objects(env, memory, view) if memory else []
+    known: list[Known] = [(*o, False) for o in seen] + [(*o, True) for o in remembered]
     lines += [f"Known {k}: {listing(objs)}." for k, objs in by_kind(known).items()] or ["Known: no objects."]
     walls = wall_distances(env, view)
     if walls:
@@ -298,7 +306,7 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     # What a rationale reads comes last, at nearly fixed distances from the answer.
     lines.append(f"In front: {front_thing(env) or 'nothing'}.")
     lines += [f"To the {side}: {side_thing(env, side) or 'nothing'}." for side in ("left", "right")]
-    target = target_reading(env, memory, view)
+    target = target_reading(env, seen, remembered)
     if target is not None:
         lines.append(f"Target: {target[0]}.")
     return "\n".join(lines)

@@ -145,8 +145,9 @@ def test_encode_masks_prompt_and_weights_parts():
 
 
 def test_recall_tail_asks_for_the_prompts_lines_by_their_cues():
-    prompt = ("<|user|>\nYou face north.\nKnown RedBalls: 1 ahead, 2 left; 4 ahead.\nIn front: nothing.\n"
-              "Mission: go to the red ball.\nTarget: RedBalls.<|end|>\n<|assistant|>\n")
+    prompt = ("<|user|>\nYou face north.\nKnown RedBalls: 1 ahead, 2 left; 4 ahead.\n"
+              "Mission: go to the red ball.\nIn front: nothing.\nTarget: RedBalls: 1 ahead, 2 left.<|end|>\n"
+              "<|assistant|>\n")
     completion = f"Thought: RedBalls: 1 ahead, 2 left: go forward.\nAction: go forward{END_TOKEN}"
     ex = Example(prompt, completion, "go forward", completion.index("Action:"))
     tok = train_tokenizer([prompt + completion], vocab_size=400)
@@ -157,7 +158,7 @@ def test_recall_tail_asks_for_the_prompts_lines_by_their_cues():
     lines = tok.decode(r.input_ids[len(enc):]).split("\n")
     assert lines[0] == "" and len(lines[1:]) == 3 and len(set(lines[1:])) == 3
     assert set(lines[1:]) <= {"Known RedBalls: 1 ahead, 2 left; 4 ahead.", "In front: nothing.",
-                              "Mission: go to the red ball.", "Target: RedBalls."}
+                              "Mission: go to the red ball.", "Target: RedBalls: 1 ahead, 2 left."}
     # the loss is on each value, whose tokens are the very tokens the prompt holds
     p_ids, tail = tok.encode(prompt, add_special_tokens=False), list(zip(r.input_ids, r.weights))[len(enc):]
     runs, run = [], []

@@ -117,6 +117,7 @@ def test_mixed_ids_only_generate_their_mission_kind(env_id: str, words: tuple, m
         # that object named as its line, and where the nearest of its kind is: that line's
         # first entry as the line writes it.
         about_one = " next to " not in mission and ", then " not in mission and " after you " not in mission
+        assert env.max_steps == max_steps
         tail = obs.split(f"\nMission: {mission}.\n", 1)[1].splitlines()
         assert [line.split(": ")[0] for line in tail] == ["In front", "To the left", "To the right",
                                                          *(["Target"] if about_one else [])], obs
@@ -131,7 +132,34 @@ def test_mixed_ids_only_generate_their_mission_kind(env_id: str, words: tuple, m
         else:
             assert name.endswith(line_name(desc.color, desc.type)), obs  # any colour if none named
             assert lines[f"Known {name}"].split("; ")[0] == where, obs
-        assert env.max_steps == max_steps
+
+
+def _offset(words: str) -> tuple[int, int]:
+    """(ahead, right) of a position as the observation writes it: ``"2 ahead, 1 left"``."""
+    sign = {"ahead": (1, 0), "behind": (-1, 0), "right": (0, 1), "left": (0, -1)}
+    ahead = right = 0
+    for part in words.split(", "):
+        n, word = part.split()
+        ahead, right = ahead + int(n) * sign[word][0], right + int(n) * sign[word][1]
+    return ahead, right
+
+
+def test_target_line_points_at_an_object_that_a_mission_with_a_location_means() -> None:
+    """"Pick up the ball behind you": the Target line's entry is one of the objects minigrid
+    counts for the mission (its colour and type are not enough), not the nearest ball."""
+    env = envs.make("babyai-pickup-loc")
+    checked = 0
+    for seed in range(80):
+        obs, _ = env.reset(seed=seed)
+        lv, desc = env.level, env.level.instrs.desc
+        where = obs.rsplit("\nTarget: ", 1)[1].rstrip(".").split(": ", 1)[1]
+        if desc.loc is None or where == "not seen":
+            continue
+        ahead, right = _offset(where.removeprefix("remembered "))
+        at = np.asarray(lv.agent_pos) + ahead * np.asarray(lv.dir_vec) + right * np.asarray(lv.right_vec)
+        assert (int(at[0]), int(at[1])) in {(int(x), int(y)) for x, y in desc.obj_poss}, (seed, obs)
+        checked += 1
+    assert checked >= 5, checked
 
 
 def test_open_missions_have_a_locked_door_and_its_key_in_the_agents_room() -> None:
@@ -332,6 +360,11 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
     assert info["success"]
 
 
+def test_goto_rationale_says_of_a_cell_only_whether_and_how_it_blocks() -> None:
+    assert [cell_word(t) for t in (None, "wall", "grey door (open)", "grey door (closed)", "red box")] == [
+        "nothing", "wall", "open door", "blocked", "blocked"]
+
+
 def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
     """The reading is the observation's own text: the target's line, then its first entry."""
     seen = [("red ball", 1, 0), ("red ball", 2, -1)]
@@ -358,6 +391,8 @@ def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
             step = env.expert().act()
             lines = dict(line.rstrip(".").split(": ", 1) for line in obs.splitlines() if ": " in line)
             wanted = lines["Target"].split(": ")[0]  # GoToLocal's missions are all about one object
+            desc = env.level.instrs.desc
+            assert wanted == line_name(desc.color, desc.type)  # ... and name a colour and type
             first = lines.get(f"Known {wanted}", "").split("; ")[0]
             if first and not first.startswith("remembered "):
                 case, expected = "see", f"{wanted}: {first}"
