@@ -12,19 +12,21 @@ student can learn every one of its decisions:
    (turns count) to facing it, over the cells the agent knows: remembered objects and walls
    block, cells never seen are taken to be free. Of several shortest first actions it
    takes the plain one (forward while the target is ahead, else a turn toward the target's
-   side), else forward, turn left, turn right.
+   side), else the turn toward the target's side, else forward, turn left, turn right.
 2. No such object known yet: turn left, up to three times in a row (a full look around).
 3. Still nothing after that: walk to the nearest state that faces a cell never seen.
 
 Rationales copy the observation's ``Target`` line (the target's line name and its first
-entry, word for word), then say what is in front (``cell_word``: nothing, wall, blocked by
-an object, or an open door) and the move: ``BlueBalls: 2 ahead, 1 left; in front: nothing:
-go forward.``; with the target out of view, ``BlueBalls: remembered 1 behind; ...``; when
-the plain action is not the one taken, ``...; in front: blocked; go around: turn right.``;
-when the plain action is a turn, also what that turn would face, ``...; in front: nothing;
-to the left: blocked; go around: go forward.`` (a turn toward an object that is not the
-target is never the plain way there: the side cell decides it); with no target known,
-``BlueBalls: not seen: turn left.``, or ``BlueBalls: not seen, explore: go forward.``
+entry, word for word), then say what is in front (``cell_word``: nothing, wall, target,
+blocked by another object, or an open door), what a turn would face (the plain turn's side;
+both sides when the way ahead is shut) and the move: ``BlueBalls: 2 ahead, 1 left; in
+front: nothing: go forward.``; with the target out of view, ``BlueBalls: remembered 1
+behind; ...``; when the plain action is a turn, ``...; in front: nothing; to the left:
+target: turn left.``, or ``...; to the left: blocked; go around: go forward.`` when another
+object is there; with the way ahead shut, ``...; in front: blocked; to the left: wall; to
+the right: nothing; go around: turn right.``; with no target known, ``BlueBalls: not seen:
+turn left.``, or ``BlueBalls: not seen, explore: go forward.`` Of two equally short ways
+around it turns toward the target's side (left when the target is straight ahead).
 
 So the reading is a copy from a fixed place, the ``Target`` line, last in the
 observation, and the class of a cell whose line is named once (``In front``, ``To the
@@ -86,13 +88,13 @@ def steps_to_face(start: State, goal: Callable[[State], bool], free: Callable[[i
 
 def cell_word(thing: str | None) -> str:
     """What a rationale says of the cell in front or beside (``thing``: ``front_thing``,
-    ``side_thing``): ``nothing``, ``wall``, ``open door`` (a way through), or ``blocked``
-    (any other object, the target included: whether a turn faces the target or an obstacle
-    the rationale's reading of the Target line says)."""
+    ``side_thing``): ``nothing``, ``wall``, ``target`` (an object the mission means: a turn
+    there ends the mission), ``open door`` (a way through), or ``blocked`` (any other
+    object: which one never changes the move)."""
     if thing is None:
         return "nothing"
-    if thing == "wall":
-        return "wall"
+    if thing == "wall" or thing.startswith("target, "):
+        return thing.split(",")[0]
     return "open door" if thing.endswith("door (open)") else "blocked"
 
 
@@ -157,12 +159,15 @@ class GoToExpert:
         def facing(s: State) -> bool:
             return (s[0] + _STEP[s[2]][0], s[1] + _STEP[s[2]][1]) == target
 
-        plain = "go forward" if ahead > 0 else "turn right" if right > 0 else "turn left"
+        toward = "turn right" if right > 0 else "turn left"
+        plain = "go forward" if ahead > 0 else toward
         costs = {a: steps_to_face(_successor(start, a, free), facing, free) for a in _ORDER}
-        options = [a for a in (plain, *_ORDER) if costs[a] is not None]
-        where = f"{where}; in front: {cell_word(front_thing(level))}"
-        if plain != "go forward":  # what the turn would face, beside the agent now
-            side = plain.split()[1]
+        options = [a for a in (plain, toward, *_ORDER) if costs[a] is not None]
+        front = cell_word(front_thing(level))
+        where = f"{where}; in front: {front}"
+        # What a turn would face: the plain turn's side, or both sides when the way ahead is shut.
+        sides = [plain.split()[1]] if plain != "go forward" else ["left", "right"] if front != "nothing" else []
+        for side in sides:
             where = f"{where}; to the {side}: {cell_word(side_thing(level, side))}"
         if not options:  # boxed in: nothing known leads there; look around
             return ExpertStep("turn left", f"{where}; no way there: turn left.")

@@ -239,23 +239,29 @@ def target_reading(env: Any, seen: list[Obj], remembered: list[Obj]) -> tuple[st
 
 
 def front_thing(env: Any) -> str | None:
-    """What is on the cell right in front of the agent (an object's name, ``"wall"``), or
-    None when it is empty. That cell is always in view, so it is read off the grid."""
-    return _thing(env.grid.get(*env.front_pos))
+    """What is on the cell right in front of the agent, or None when it is empty: ``wall``,
+    an object's name, or ``target, <name>`` for an object that fits the mission's object
+    (``fits``; missions about one object), which the mission is then about to reach. That
+    cell is always in view, so it is read off the grid."""
+    return _near(env, 1, 0)
 
 
 def side_thing(env: Any, side: str) -> str | None:
     """What is on the cell right beside the agent, ``side`` ``"left"`` or ``"right"`` (the
     cell a turn that way would face), as ``front_thing`` says it. Both are in the 7x7 view."""
-    step = env.right_vec if side == "right" else -env.right_vec
-    x, y = (int(v) for v in np.asarray(env.agent_pos) + step)
-    return _thing(env.grid.get(x, y))
+    return _near(env, 0, 1 if side == "right" else -1)
 
 
-def _thing(obj: WorldObj | None) -> str | None:
+def _near(env: Any, ahead: int, right: int) -> str | None:
+    at = np.asarray(env.agent_pos) + ahead * np.asarray(env.dir_vec) + right * np.asarray(env.right_vec)
+    obj = env.grid.get(int(at[0]), int(at[1]))
     if obj is None or obj.type in ("empty", "floor"):
         return None
-    return "wall" if obj.type == "wall" else object_name(obj)
+    if obj.type == "wall":
+        return "wall"
+    name = object_name(obj)
+    desc = mission_object(getattr(env, "instrs", None))
+    return f"target, {name}" if desc is not None and fits(env, (name, ahead, right), desc) else name
 
 
 def describe(env: Any, memory: dict[Pos, str] | None = None,
@@ -285,7 +291,9 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     where the nearest one is, that line's first entry (``target_reading``), or ``not
     seen``. "In front" names what blocks the cell ahead (an object, a wall) or says
     ``nothing``; "To the left" and "To the right" say the same of the cells beside, the
-    ones a turn would face. These four lines, which a go-to rationale reads, come last, at
+    ones a turn would face. An object there that the mission means is named ``target, red
+    ball``: whether a turn reaches the target or needs a way around is then one word at a
+    fixed place, not a comparison of the Target line's numbers. These four lines, which a go-to rationale reads, come last, at
     nearly fixed distances before the answer, because that is where a micro student reads:
     it learns lookups at fixed places, not to find a line by its name among lines of
     varying number (BENCHMARKS.md, Training quality). ``view``: the state's

@@ -269,11 +269,14 @@ def test_text_names_objects_by_relative_position_heading_carrying_and_walls() ->
         "To the right: wall.\n"
         "Target: RedBalls: remembered 1 behind."  # the nearest in view, else the nearest remembered
     )
-    lv.agent_dir = 0  # east: the red ball is right in front
-    assert "In front: red ball.\n" in describe(lv, env.memory)
+    lv.agent_dir = 0  # east: the red ball is right in front, and it is what the mission means
+    assert "In front: target, red ball.\n" in describe(lv, env.memory)
     lv.agent_dir = 3  # north again, the red ball beside: the cell a left turn would face
     lv.agent_pos = np.array((3, 1))
-    assert "To the left: red ball.\nTo the right: nothing.\nTarget: " in describe(lv, env.memory)
+    assert "To the left: target, red ball.\nTo the right: nothing.\nTarget: " in describe(lv, env.memory)
+    _set_mission(env, GoToInstr(ObjDesc("ball", "blue")))  # an object the mission does not mean
+    assert "To the left: red ball.\nTo the right: nothing.\nTarget: BlueBalls" in describe(lv, env.memory)
+    _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
     # A line lists the objects in view first, then the remembered ones.
     lv.put_obj(Ball("red"), 3, 5)
     lv.agent_pos, lv.agent_dir = np.array((3, 3)), 1  # south: (3, 5) in view, (2, 1) behind

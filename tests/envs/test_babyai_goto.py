@@ -34,7 +34,7 @@ def test_goto_expert_walks_to_what_it_sees() -> None:
     assert said == [
         ("go forward", "RedBalls: 2 ahead, 1 left; in front: nothing: go forward."),
         ("go forward", "RedBalls: 1 ahead, 1 left; in front: nothing: go forward."),
-        ("turn left", "RedBalls: 1 left; in front: wall; to the left: blocked: "
+        ("turn left", "RedBalls: 1 left; in front: wall; to the left: target: "
                       "turn left."),
     ]
     assert info["success"]
@@ -58,11 +58,13 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
     env.level.put_obj(Key("blue"), 3, 2)  # right in front: the straight way is blocked
     _set_mission(env, GoToInstr(ObjDesc("ball", "red")))
     said, info = _play(env)
-    # The rationale copies the Target line's reading, then says what is in front (and, when
-    # the plain move is a turn, what that turn would face): nothing, wall, or blocked by an
-    # object, whichever it is; a move other than the plain one is said to go around.
+    # The rationale copies the Target line's reading, then says what is in front (and what a
+    # turn would face: the plain turn's side, or both sides when the way ahead is shut):
+    # nothing, wall, the target, or blocked by another object; a move other than the plain
+    # one is said to go around.
     assert said == [
-        ("turn left", "RedBalls: 2 ahead; in front: blocked; go around: turn left."),
+        ("turn left", "RedBalls: 2 ahead; in front: blocked; to the left: nothing; to the right: nothing; "
+                      "go around: turn left."),
         # the plain turn right would face the blue key: the side cell says why it goes around
         ("go forward", "RedBalls: 2 right; in front: nothing; to the right: blocked; "
                        "go around: go forward."),
@@ -71,15 +73,15 @@ def test_goto_expert_looks_around_then_goes_around_what_blocks_it() -> None:
                        "in front: nothing; to the right: nothing: turn right."),
         ("go forward", "RedBalls: 2 ahead, 1 right; in front: nothing: go forward."),
         ("go forward", "RedBalls: 1 ahead, 1 right; in front: nothing: go forward."),
-        ("turn right", "RedBalls: 1 right; in front: wall; to the right: blocked: "
+        ("turn right", "RedBalls: 1 right; in front: wall; to the right: target: "
                        "turn right."),
     ]
     assert info["success"]
 
 
-def test_goto_rationale_says_of_a_cell_only_whether_and_how_it_blocks() -> None:
-    assert [cell_word(t) for t in (None, "wall", "grey door (open)", "grey door (closed)", "red box")] == [
-        "nothing", "wall", "open door", "blocked", "blocked"]
+def test_goto_rationale_says_of_a_cell_whether_it_is_the_target_or_how_it_blocks() -> None:
+    things = (None, "wall", "grey door (open)", "grey door (closed)", "red box", "target, red box")
+    assert [cell_word(t) for t in things] == ["nothing", "wall", "open door", "blocked", "blocked", "target"]
 
 
 def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
@@ -121,11 +123,12 @@ def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
             assert lines["Target"] == expected, obs  # the Target line is the reading, written out
             if "not seen" not in expected:
                 expected += f"; in front: {said_of(lines['In front'])}"
-                # a turn toward the target (plain) says what it would face, beside the agent
-                side = next((line for line in ("To the left", "To the right")
-                             if f"{line.lower()}: " in step.rationale), None)
-                if side is not None:
-                    expected += f"; {side.lower()}: {said_of(lines[side])}"
+                # what a turn would face: the plain turn's side, or both when the way ahead is shut
+                if " ahead" in lines["Target"]:
+                    sides = ["To the left", "To the right"] if lines["In front"] != "nothing" else []
+                else:
+                    sides = ["To the right" if " right" in lines["Target"] else "To the left"]
+                expected += "".join(f"; {side.lower()}: {said_of(lines[side])}" for side in sides)
             assert step.rationale.startswith(expected), (obs, step.rationale)
             obs, _, terminated, truncated, _ = env.step(step.action)
             done = terminated or truncated
