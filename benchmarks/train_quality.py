@@ -3,9 +3,12 @@
     .venv/bin/python benchmarks/train_quality.py                            # the issue's bar
     .venv/bin/python benchmarks/train_quality.py --env-ids frozenlake-4x4 --train-episodes 300 \\
         --steps 300 --test-episodes 20                                      # a reduced budget
+    .venv/bin/python benchmarks/train_quality.py --env-ids babyai-goto-local --steps 2400 \
+        --noise-episodes 1500 --noise-actions "turn left,turn right,go forward"  # BabyAI's bar
 
 For each env: the env's expert plays ``train`` seeds (traces written with ``TraceWriter``),
-``distill.train`` trains a student, and the student plays held-out ``test`` seeds through
+``distill.train`` trains a student (with ``--noise-episodes``, on noise-injected expert
+episodes too: ``agentkd collect --noise``), and the student plays held-out ``test`` seeds through
 transformers (greedy decoding, the one prompt renderer, ``parse_completion``). The issue's
 bar: within ~10 minutes of training on 2 CPU cores, success >= 90% of the expert's.
 Prints a table and appends one JSON line per env to
@@ -28,6 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 import envs
+from agent.collect import CollectConfig, collect
+from agent.noise import executed_path
 from agent.types import Episode
 from distill.student import read_meta
 from distill.traces import TraceWriter
@@ -69,6 +74,15 @@ class Config:
     """``agentkd train --tie-embeddings``: the output head is the input embedding."""
     copy_warmup: int = 0
     """``agentkd train --copy-warmup``: steps of copy warm-up before distillation."""
+    noise_episodes: int = 0
+    """Noise-injected expert episodes per env (``agentkd collect --noise``, DART), on the
+    train seeds after the plain ones, trained on together with them: states off the
+    expert's path, each with the expert's label (0: plain episodes only)."""
+    noise: float = 0.25
+    """``agentkd collect --noise``: the probability that a step executes a random action."""
+    noise_actions: str = ""
+    """``agentkd collect --noise-actions``: the actions noise picks from, comma-separated
+    (default: any legal action; BabyAI: 'turn left,turn right,go forward')."""
     workdir: str = "runs/train_quality"
     """Where traces and students go."""
     results_dir: Path | None = None
@@ -117,8 +131,17 @@ def main(cfg: Config) -> None:
         with TraceWriter(traces) as w:
             for seed in envs.seeds(env_id, "train", cfg.train_episodes):
                 w.write(expert_episode(env, seed))
+        files = [str(traces)]
+        if cfg.noise_episodes:
+            noisy = work / f"{env_id}.noisy.jsonl"
+            for old in (noisy, executed_path(noisy)):
+                old.unlink(missing_ok=True)
+            collect(CollectConfig(env=env_id, episodes=cfg.noise_episodes, seed_start=cfg.train_episodes,
+                                  out=str(noisy), noise=cfg.noise, noise_actions=cfg.noise_actions,
+                                  progress=False))
+            files.append(str(noisy))
         t0 = time.perf_counter()
-        best = train(TrainConfig(traces=str(traces), student=cfg.student, out=str(work / env_id),
+        best = train(TrainConfig(traces=",".join(files), student=cfg.student, out=str(work / env_id),
                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                  eval_every=cfg.eval_every, val_frac=0.05, progress=False,
                                  action_only=cfg.action_only, mixed_precision=cfg.mixed_precision,

@@ -142,7 +142,16 @@ def test_train_throughput(tmp_path: Path) -> None:
 def test_train_quality(tmp_path: Path) -> None:
     m = _script("train_quality")
     m.main(m.Config(env_ids=("frozenlake-4x4",), student="nano", train_episodes=6, test_episodes=2,
-                    steps=4, eval_every=2, max_steps=8, workdir=str(tmp_path / "work"), results_dir=tmp_path))
+                    steps=4, eval_every=2, max_steps=8, noise_episodes=3, noise=0.5,
+                    workdir=str(tmp_path / "work"), results_dir=tmp_path))
+    # the student trained on the plain episodes and on the noisy ones, which hold states off
+    # the expert's path: one line per labelled state, the executed episodes beside them
+    work = tmp_path / "work"
+    noisy = work / "frozenlake-4x4.noisy.jsonl"
+    config = json.loads((work / "frozenlake-4x4" / "train_config.json").read_text())
+    assert config["traces"] == f"{work / 'frozenlake-4x4.jsonl'},{noisy}"
+    executed = [json.loads(x) for x in (work / "frozenlake-4x4.noisy.jsonl.executed.jsonl").read_text().splitlines()]
+    assert len(executed) == 3 and len(noisy.read_text().splitlines()) == sum(len(e["steps"]) for e in executed)
     line = _only_line(tmp_path, "train_quality")
     assert line["env_id"] == "frozenlake-4x4" and line["expert_success"] == 1.0
     assert line["student_success"] in (0.0, 0.5, 1.0) and line["student_ci95"][0] <= line["student_success"]
