@@ -16,10 +16,11 @@ Observation:
     nearest wall straight ahead, left and right where it is in view ("Walls: 3 ahead, 1
     left."), the mission, what is right in front ("In front: nothing." / "wall" / an
     object, "target, red ball" for one the mission means) and right beside, the cells a turn
-    would face ("To the left: red box.", "To the right: nothing."), and, for a mission about one object, that object named as its line
-    and where the nearest one is, in view else remembered, as its line writes it ("Target:
-    RedBalls: 2 ahead, 1 left."; "Target: RedBalls: not seen."). What a go-to rationale
-    reads comes last, next to the answer. Usually under 680 characters.
+    would face ("To the left: red box.", "To the right: nothing."), and, for a mission about
+    one object, that object named as its line and where the nearest one is, in view else
+    remembered, as its line writes it ("Target: RedBalls: 2 ahead, 1 left."; "Target:
+    RedBalls: not seen."). What a go-to rationale reads comes last, next to the answer.
+    Usually under 700 characters.
 
 Actions:
     ``turn left``, ``turn right``, ``go forward``, ``pick up``, ``drop``, ``toggle``

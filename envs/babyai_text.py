@@ -266,7 +266,7 @@ def _near(env: Any, ahead: int, right: int) -> str | None:
 
 def describe(env: Any, memory: dict[Pos, str] | None = None,
              view: dict[Pos, WorldObj | None] | None = None) -> str:
-    """The observation text of a BabyAI state (about 100-680 characters).
+    """The observation text of a BabyAI state (about 100-690 characters).
 
     Example::
 
@@ -293,10 +293,10 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     ``nothing``; "To the left" and "To the right" say the same of the cells beside, the
     ones a turn would face. An object there that the mission means is named ``target, red
     ball``: whether a turn reaches the target or needs a way around is then one word at a
-    fixed place, not a comparison of the Target line's numbers. These four lines, which a go-to rationale reads, come last, at
-    nearly fixed distances before the answer, because that is where a micro student reads:
-    it learns lookups at fixed places, not to find a line by its name among lines of
-    varying number (BENCHMARKS.md, Training quality). ``view``: the state's
+    fixed place, not a comparison of the Target line's numbers. These four lines, which a
+    go-to rationale reads, come last, at nearly fixed distances before the answer, because
+    that is where a micro student reads: it learns lookups at fixed places, not to find a
+    line by its name among lines of varying number (BENCHMARKS.md, Training quality). ``view``: the state's
     ``visible_cells``, where the caller has it already (built here if None).
     """
     carrying = f"a {object_name(env.carrying)}" if env.carrying else "nothing"
