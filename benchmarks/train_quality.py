@@ -83,6 +83,8 @@ class Config:
     noise_actions: str = ""
     """``agentkd collect --noise-actions``: the actions noise picks from, comma-separated
     (default: any legal action; BabyAI: 'turn left,turn right,go forward')."""
+    seed: int = 0
+    """``agentkd train --seed``: the student's initialisation and data order."""
     workdir: str = "runs/train_quality"
     """Where traces and students go."""
     results_dir: Path | None = None
@@ -145,7 +147,7 @@ def main(cfg: Config) -> None:
                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                  eval_every=cfg.eval_every, val_frac=0.05, progress=False,
                                  action_only=cfg.action_only, mixed_precision=cfg.mixed_precision,
-                                 tie_embeddings=cfg.tie_embeddings, copy_warmup=cfg.copy_warmup))
+                                 tie_embeddings=cfg.tie_embeddings, copy_warmup=cfg.copy_warmup, seed=cfg.seed))
         train_s = time.perf_counter() - t0
         curve = _curve(work / env_id)
         steps_s = train_s - curve[-1].get("val_s", 0.0)
