@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train_quality.py                            # the bar
     .venv/bin/python benchmarks/train_quality.py --env-ids frozenlake-4x4 --train-episodes 300 \\
         --steps 300 --test-episodes 20                                      # a reduced budget
-    .venv/bin/python benchmarks/train_quality.py --env-ids babyai-goto-local --steps 2400 \
+    .venv/bin/python benchmarks/train_quality.py --env-ids babyai-goto-local --steps 2400 \\
         --noise-episodes 1500 --noise-actions "turn left,turn right,go forward"  # BabyAI's bar
 
 For each env: the env's expert plays ``train`` seeds (traces written with ``TraceWriter``),
