@@ -118,7 +118,18 @@ def _curve(student_dir: Path) -> list[dict[str, Any]]:
     return [{k: round(v, 4) if isinstance(v, float) else v for k, v in d.items() if k in keys} for d in lines]
 
 
+def check(cfg: Config) -> None:
+    """The noise flags, checked before any collection or training runs."""
+    if cfg.noise_episodes < 0:
+        raise ValueError(f"--noise-episodes: expected 0 or more, got {cfg.noise_episodes}")
+    if cfg.noise_episodes and not 0.0 < cfg.noise <= 1.0:  # NaN fails this too
+        raise ValueError(f"--noise: expected a probability in (0, 1] with --noise-episodes, got {cfg.noise}")
+    if cfg.noise_actions and not cfg.noise_episodes:
+        raise ValueError("--noise-actions: has no effect without --noise-episodes N > 0")
+
+
 def main(cfg: Config) -> None:
+    check(cfg)
     from common import append_result, stamp
     from eval.metrics import wilson_interval
 

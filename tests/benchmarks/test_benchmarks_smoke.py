@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -157,6 +158,18 @@ def test_train_quality(tmp_path: Path) -> None:
     assert line["student_success"] in (0.0, 0.5, 1.0) and line["student_ci95"][0] <= line["student_success"]
     assert [p["step"] for p in line["curve"]] == [2, 4]
     assert 0 < line["train_steps_s"] <= line["train_s"] and line["tokens_per_s"] > 0
+
+
+@pytest.mark.parametrize("flags,message", [
+    ({"noise_episodes": -1}, "--noise-episodes: expected 0 or more, got -1"),
+    ({"noise_episodes": 2, "noise": 0.0}, "--noise: expected a probability in (0, 1]"),
+    ({"noise_actions": "left"}, "--noise-actions: has no effect without --noise-episodes"),
+])
+def test_train_quality_rejects_bad_noise_flags_before_any_work(tmp_path: Path, flags: dict, message: str) -> None:
+    m = _script("train_quality")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        m.main(m.Config(env_ids=("frozenlake-4x4",), workdir=str(tmp_path / "work"), results_dir=tmp_path, **flags))
+    assert not (tmp_path / "work").exists()  # nothing collected, nothing trained
 
 
 def test_student_states(workdir: Path, tmp_path: Path) -> None:
