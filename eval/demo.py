@@ -62,6 +62,8 @@ class DemoConfig:
     """Held-out episodes per env and policy (default: 20, quick: 2)."""
     steps: int | None = None
     """Training steps (default: 2000 of batch 8 in bf16, quick: 10)."""
+    batch_size: int | None = None
+    """Training batch size (default: 8)."""
     max_steps: int | None = None
     """Cap on steps per evaluated episode (default: 50, quick: 24)."""
     copy_warmup: int | None = None
@@ -112,7 +114,8 @@ class DemoConfig:
                 "mixed_precision": "bf16" if _bf16_is_fast() else "no",
                 "val_greedy_max": 64, "workers": min(cpu_count(), 4), "copy_warmup": 0}
         b = dict(quick if self.quick else full)
-        for k in ("student", "train_episodes", "eval_episodes", "steps", "max_steps", "workers", "copy_warmup"):
+        for k in ("student", "train_episodes", "eval_episodes", "steps", "batch_size", "max_steps", "workers",
+                  "copy_warmup"):
             if getattr(self, k) is not None:
                 b[k] = getattr(self, k)
         return b
@@ -248,16 +251,26 @@ def _run_stage(name: str, fn: Callable[..., Any], *args: Any) -> tuple[Any, floa
     return result, time.perf_counter() - t0, peak
 
 
+def _check_budget(b: dict[str, Any]) -> None:
+    """A count no stage can run with is a one-line error naming its flag, before any work."""
+    for k in ("train_episodes", "eval_episodes", "steps", "batch_size", "max_steps", "workers"):
+        if b[k] <= 0:
+            raise ValueError(f"--{k.replace('_', '-')}: expected > 0, got {b[k]}")
+    if b["copy_warmup"] < 0:
+        raise ValueError(f"--copy-warmup: expected >= 0 steps, got {b['copy_warmup']}")
+
+
 def demo(cfg: DemoConfig) -> DemoResult:
     """Run (or resume) the pipeline and write the report with per-stage timings."""
     from eval.evaluate import parse_env_list
     from eval.report import write_report
 
     parse_env_list(cfg.env)  # fail before any work on a typo
+    b = cfg.budget()
+    _check_budget(b)  # ... or on a budget no stage can run with
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, out=out)
-    b = cfg.budget()
     config = {**dataclasses.asdict(cfg), "api_key": None, "budget": b}
     state_path = out / "stages.json"
     state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}

@@ -114,6 +114,17 @@ def test_a_typo_in_the_env_list_fails_before_any_work(tmp_path):
     assert not (tmp_path / "d" / "stages.json").exists()
 
 
+@pytest.mark.parametrize("bad, flag", [({"batch_size": 0}, "--batch-size: expected > 0, got 0"),
+                                       ({"steps": -1}, "--steps: expected > 0, got -1"),
+                                       ({"eval_episodes": 0}, "--eval-episodes: expected > 0"),
+                                       ({"copy_warmup": -2}, "--copy-warmup: expected >= 0 steps, got -2")])
+def test_a_budget_no_stage_can_run_fails_before_any_work(tmp_path, bad, flag):
+    with pytest.raises(ValueError, match=flag):
+        demo(DemoConfig(quick=True, out=tmp_path / "d", **bad))
+    assert not (tmp_path / "d").exists()
+    assert DemoConfig(batch_size=16).budget()["batch_size"] == 16  # the flag reaches the budget
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_demo_quick_end_to_end_then_resume(tmp_path):
