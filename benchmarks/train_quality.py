@@ -158,7 +158,8 @@ def main(cfg: Config) -> None:
                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                  eval_every=cfg.eval_every, val_frac=0.05, progress=False,
                                  action_only=cfg.action_only, mixed_precision=cfg.mixed_precision,
-                                 tie_embeddings=cfg.tie_embeddings, copy_warmup=cfg.copy_warmup, seed=cfg.seed))
+                                 tie_embeddings=cfg.tie_embeddings, copy_warmup=cfg.copy_warmup,
+                                 seed=cfg.seed))
         train_s = time.perf_counter() - t0
         curve = _curve(work / env_id)
         steps_s = train_s - curve[-1].get("val_s", 0.0)

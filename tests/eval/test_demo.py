@@ -49,12 +49,14 @@ def test_the_train_stage_passes_the_seed_warmup_and_renaming_to_agentkd_train(tm
 
     seen = []
     monkeypatch.setattr(distill.train, "train", lambda cfg: seen.append(cfg) or tmp_path / "best")
-    cfg = DemoConfig(out=tmp_path, seed=3, copy_warmup=5, rename_entities=True)
+    cfg = DemoConfig(out=tmp_path, seed=3, copy_warmup=5, rename_entities=True, batch_size=16)
     assert _train(cfg, cfg.budget()) == str(tmp_path / "best")
     assert (seen[0].seed, seen[0].copy_warmup, seen[0].steps, seen[0].rename_entities) == (3, 5, 2000, True)
+    assert seen[0].batch_size == 16  # --batch-size reaches agentkd train
     cfg = DemoConfig(out=tmp_path)
     _train(cfg, cfg.budget())
     assert (seen[1].seed, seen[1].copy_warmup, seen[1].rename_entities) == (0, 0, False)
+    assert seen[1].batch_size == 8
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -122,7 +124,6 @@ def test_a_budget_no_stage_can_run_fails_before_any_work(tmp_path, bad, flag):
     with pytest.raises(ValueError, match=flag):
         demo(DemoConfig(quick=True, out=tmp_path / "d", **bad))
     assert not (tmp_path / "d").exists()
-    assert DemoConfig(batch_size=16).budget()["batch_size"] == 16  # the flag reaches the budget
 
 
 @pytest.mark.slow
