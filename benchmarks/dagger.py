@@ -83,6 +83,8 @@ class Config:
     """GGUF type students play at."""
     n_threads: int | None = None
     """Threads of the local models (llama.cpp, torch)."""
+    seed: int = 0
+    """``agentkd dagger --seed``: the beta-mixture's draws and training."""
     start: tuple[str, ...] = ()
     """ENV=STUDENT_DIR,TRACES: that env's SFT start is an already trained student (iteration 0
     only evaluates it; TRACES, its SFT data, stays in every iteration's training data)."""
@@ -107,7 +109,7 @@ def main(cfg: Config) -> None:
                           batch_size=cfg.batch_size, lr=cfg.lr, mixed_precision=cfg.mixed_precision,
                           action_only=cfg.action_only, rename_entities=cfg.rename_entities,
                           test_episodes=cfg.test_episodes, max_steps=cfg.max_steps, max_tokens=cfg.max_tokens,
-                          loop_temperature=cfg.loop_temperature, progress=False)
+                          loop_temperature=cfg.loop_temperature, seed=cfg.seed, progress=False)
         t0 = time.perf_counter()
         report = dagger(dc)
         wall = time.perf_counter() - t0
