@@ -179,7 +179,15 @@ def dagger(cfg: DaggerConfig, *, teacher_factory: Any = None) -> dict[str, Any]:
         if i > 0 or preset:
             n = _episodes(cfg, i)
             row.update(phase(f"{i}:collect", lambda: _collect(cfg, env_ids, i, beta, n, relabeler, student_spec, it)))
-            files.append(str(it / "labels.jsonl"))
+            if row["states_new"]:
+                files.append(str(it / "labels.jsonl"))
+            else:  # e.g. an LLM teacher whose every answer failed to parse: train on the rest
+                log.warning("iteration %d: %s gave no usable label (%d unparseable answers); it adds no "
+                            "states to the aggregate", i, cfg.teacher, row.get("labels_invalid", 0))
+                if not files:
+                    raise ValueError(f"--teacher {cfg.teacher}: no usable label in iteration {i} and no "
+                                     "--traces to train on; check its answers first (agentkd run --policy "
+                                     f"{cfg.teacher})")
             student_dir = phase(f"{i}:train", lambda: _train(cfg, i, files, student_dir, it))
         assert student_dir is not None
         student_spec = (phase(f"{i}:export", lambda: _export(cfg, student_dir, it)) if cfg.rollout_backend == "gguf"
@@ -302,7 +310,7 @@ def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int,
         student = load_policy(str(student_spec), sampling=Sampling(max_tokens=cfg.max_tokens),
                               n_threads=cfg.n_threads)
     start = sum(_episodes(cfg, j) for j in range(i))
-    calls0 = relabeler.stats.calls
+    calls0, invalid = relabeler.stats.calls, 0
     with TraceWriter(labels_path) as lw, TraceWriter(rollouts_path) as rw:
         for env_id in env_ids:
             env = envs.make(env_id)
@@ -312,12 +320,14 @@ def _collect(cfg: DaggerConfig, env_ids: list[str], i: int, beta: float, n: int,
                 r = rollout(env, seed, relabeler, student, beta, episode_rng(cfg.seed, i, env_id, seed),
                             max_steps=cfg.max_steps)
                 lw.write_many(r.labelled)
+                invalid += r.invalid_labels
                 rw.write(r.executed)
     if student is not None and hasattr(student, "close"):
         student.close()
     executed = list(iter_traces(rollouts_path))
     return {"rollout_success": sum(e.success for e in executed) / max(1, len(executed)),
-            "states_new": _count_lines(labels_path), "teacher_calls": relabeler.stats.calls - calls0}
+            "states_new": _count_lines(labels_path), "teacher_calls": relabeler.stats.calls - calls0,
+            "labels_invalid": invalid}
 
 
 def _count_lines(path: str | Path) -> int:

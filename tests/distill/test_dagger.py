@@ -224,6 +224,22 @@ def test_aggregate_grows_and_keeps_every_iteration(tmp_path, fake_training):
     assert (tmp_path / "report.png").stat().st_size > 0
 
 
+class UnparseableTeacher(CountingTeacher):
+    """Answers that parse to no action (an LLM teacher gone wrong)."""
+
+    def act(self, context) -> Decision:
+        self.prompts.append(chat_text(render_messages(context, "compact")))
+        return Decision("", "", "I am not sure.")
+
+
+def test_a_teacher_with_no_usable_label_is_a_clear_error_with_nothing_else_to_train_on(tmp_path, fake_training):
+    with pytest.raises(ValueError, match=r"--teacher counting: no usable label in iteration 0 and no --traces"):
+        dg.dagger(_cfg(tmp_path, teacher="counting"), teacher_factory=lambda spec: UnparseableTeacher([]))
+    assert fake_training["train"] == []
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["results"]["0:collect"]["states_new"] == 0 and state["results"]["0:collect"]["labels_invalid"] > 0
+
+
 def test_interrupted_iteration_resumes_where_it_stopped(tmp_path, fake_training):
     from agent.policies.expert import ExpertPolicy
 
@@ -353,3 +369,43 @@ def test_loop_temperature_reaches_the_held_out_evaluation_and_is_fixed_on_resume
     dg._load_state(cfg, tmp_path)
     with pytest.raises(ValueError, match="loop_temperature: 0.0 on disk, 1.0 now"):
         dg._load_state(dg.DaggerConfig(env=ENV, student="nano", out=str(tmp_path), loop_temperature=1.0), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_agentkd_dagger_relabels_through_a_real_openai_server(tiny_student_dir, tiny_gguf, tmp_path):
+    """An ``openai:`` teacher served by ``llama_cpp.server`` on 127.0.0.1: the student's
+    states are labelled over HTTP on two threads, each distinct prompt once, and cached; an
+    iteration whose answers all fail to parse adds nothing and the run goes on."""
+    from tests.llama_server import serve_gguf
+
+    sft_traces = tiny_student_dir.parent.parent / "traces.jsonl"
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with serve_gguf(tiny_gguf, "tiny", tmp_path / "server.log") as url:
+        args = [sys.executable, "-m", "agent.cli", "dagger", "--env", ENV, "--teacher", "openai:tiny",
+                "--base-url", url, "--api-key", "unused", "--student", str(tiny_student_dir),
+                "--traces", str(sft_traces), "--iterations", "1", "--episodes", "2", "--steps", "2",
+                "--batch-size", "4", "--warmup", "1", "--test-episodes", "1", "--max-steps", "6",
+                "--max-tokens", "8", "--concurrency", "2", "--out", str(out), "--no-progress"]
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        labels = list(read_traces(out / "iter_1" / "labels.jsonl"))
+        assert all(e.teacher == "openai:tiny" for e in labels)
+        collected = json.loads((out / "state.json").read_text())["results"]["1:collect"]
+        # every state the student visited was put to the teacher: labelled, or its answer unparseable
+        visited = sum(e.n_steps for e in read_traces(out / "iter_1" / "rollouts.jsonl"))
+        assert collected["states_new"] == len(labels)
+        assert collected["states_new"] + collected["labels_invalid"] == visited > 0
+        # each distinct prompt was asked once: the cache holds one line per prompt
+        cache = (out / "label_cache.jsonl").read_text().splitlines()
+        keys = [json.loads(line)["key"] for line in cache]
+        assert 0 < collected["teacher_calls"] == len(keys) == len(set(keys)) <= visited
+        if not labels:  # the tiny teacher's answers may all fail to parse: the run goes on, and says so
+            assert "gave no usable label (%d unparseable answers)" % visited in done.stderr + done.stdout
+        report = json.loads((out / "report.json").read_text())
+        assert report["teacher"]["n"] == 1 and report["teacher"]["spec"] == "openai:tiny"
+        # a rerun finds everything on disk and asks the server nothing
+        again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        assert (out / "label_cache.jsonl").read_text().splitlines() == cache
