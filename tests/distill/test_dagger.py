@@ -232,12 +232,17 @@ class UnparseableTeacher(CountingTeacher):
         return Decision("", "", "I am not sure.")
 
 
-def test_a_teacher_with_no_usable_label_is_a_clear_error_with_nothing_else_to_train_on(tmp_path, fake_training):
+def test_a_teacher_with_no_usable_label_adds_nothing_and_is_an_error_only_with_nothing_else(tmp_path, fake_training):
     with pytest.raises(ValueError, match=r"--teacher counting: no usable label in iteration 0 and no --traces"):
         dg.dagger(_cfg(tmp_path, teacher="counting"), teacher_factory=lambda spec: UnparseableTeacher([]))
     assert fake_training["train"] == []
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["results"]["0:collect"]["states_new"] == 0 and state["results"]["0:collect"]["labels_invalid"] > 0
+    # with --traces to train on, the iteration's empty labels file is left out and the run goes on
+    fake_training["train"].clear()
+    dg.dagger(_cfg(tmp_path / "with_traces", teacher="counting", traces="sft.jsonl", iterations=1),
+              teacher_factory=lambda spec: UnparseableTeacher([]))
+    assert fake_training["train"] == [(0, ["sft.jsonl"], None), (1, ["sft.jsonl"], "students/0")]
 
 
 def test_interrupted_iteration_resumes_where_it_stopped(tmp_path, fake_training):
@@ -373,10 +378,12 @@ def test_loop_temperature_reaches_the_held_out_evaluation_and_is_fixed_on_resume
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_agentkd_dagger_relabels_through_a_real_openai_server(tiny_student_dir, tiny_gguf, tmp_path):
+@pytest.mark.parametrize("grammar", [True, False], ids=["grammar", "free"])
+def test_agentkd_dagger_relabels_through_a_real_openai_server(tiny_student_dir, tiny_gguf, tmp_path, grammar):
     """An ``openai:`` teacher served by ``llama_cpp.server`` on 127.0.0.1: the student's
-    states are labelled over HTTP on two threads, each distinct prompt once, and cached; an
-    iteration whose answers all fail to parse adds nothing and the run goes on."""
+    states are labelled over HTTP on two threads, each distinct prompt once, and cached.
+    Under ``--grammar`` the tiny teacher's every answer is a legal action and becomes a
+    label; free, none parses, and the iteration adds nothing while the run goes on."""
     from tests.llama_server import serve_gguf
 
     sft_traces = tiny_student_dir.parent.parent / "traces.jsonl"
@@ -387,7 +394,8 @@ def test_agentkd_dagger_relabels_through_a_real_openai_server(tiny_student_dir, 
                 "--base-url", url, "--api-key", "unused", "--student", str(tiny_student_dir),
                 "--traces", str(sft_traces), "--iterations", "1", "--episodes", "2", "--steps", "2",
                 "--batch-size", "4", "--warmup", "1", "--test-episodes", "1", "--max-steps", "6",
-                "--max-tokens", "8", "--concurrency", "2", "--out", str(out), "--no-progress"]
+                "--max-tokens", "8", "--concurrency", "2", "--out", str(out), "--no-progress",
+                "--grammar" if grammar else "--no-grammar"]
         done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         labels = list(read_traces(out / "iter_1" / "labels.jsonl"))
@@ -401,8 +409,14 @@ def test_agentkd_dagger_relabels_through_a_real_openai_server(tiny_student_dir, 
         cache = (out / "label_cache.jsonl").read_text().splitlines()
         keys = [json.loads(line)["key"] for line in cache]
         assert 0 < collected["teacher_calls"] == len(keys) == len(set(keys)) <= visited
-        if not labels:  # the tiny teacher's answers may all fail to parse: the run goes on, and says so
+        if grammar:
+            assert len(labels) == visited
+            assert all(e.steps[-1].valid and e.steps[-1].action in e.steps[-1].legal_actions for e in labels)
+        else:
+            assert not labels
             assert "gave no usable label (%d unparseable answers)" % visited in done.stderr + done.stdout
+        trained_on = json.loads((out / "iter_1" / "student" / "train_config.json").read_text())["traces"]
+        assert trained_on.split(",") == [str(sft_traces)] + [str(out / "iter_1" / "labels.jsonl")] * grammar
         report = json.loads((out / "report.json").read_text())
         assert report["teacher"]["n"] == 1 and report["teacher"]["spec"] == "openai:tiny"
         # a rerun finds everything on disk and asks the server nothing
