@@ -4,12 +4,14 @@
     .venv/bin/python benchmarks/train_quality.py --env-ids frozenlake-4x4 --train-episodes 300 \\
         --steps 300 --test-episodes 20                                      # a reduced budget
     .venv/bin/python benchmarks/train_quality.py --env-ids babyai-goto-local --steps 2400 \\
-        --noise-episodes 1500 --noise-actions "turn left,turn right,go forward"  # BabyAI's bar
+        --noise-episodes 1500 --noise-actions "turn left,turn right,go forward" \\
+        --test-episodes 200 --loop-temperature 1                            # BabyAI's bar, with loop escape
 
 For each env: the env's expert plays ``train`` seeds (traces written with ``TraceWriter``),
 ``distill.train`` trains a student (with ``--noise-episodes``, on noise-injected expert
 episodes too: ``agentkd collect --noise``), and the student plays held-out ``test`` seeds through
-transformers (greedy decoding, the one prompt renderer, ``parse_completion``). The issue's
+transformers (greedy decoding, the one prompt renderer, ``parse_completion``; with
+``--loop-temperature``, the same seeds again with loop escape). The issue's
 bar: within ~10 minutes of training on 2 CPU cores, success >= 90% of the expert's.
 Prints a table and appends one JSON line per env to
 ``benchmarks/results/train_quality.jsonl``: where it ran (commit, machine, load), the
@@ -85,6 +87,10 @@ class Config:
     (default: any legal action; BabyAI: 'turn left,turn right,go forward')."""
     seed: int = 0
     """``agentkd train --seed``: the student's initialisation and data order."""
+    loop_temperature: float = 0.0
+    """> 0: the student also plays the same test seeds with loop escape (``agentkd eval
+    --loop-temperature``: a situation already met in the episode is decided again by
+    sampling at this temperature), recorded beside the greedy figure (0: greedy only)."""
     workdir: str = "runs/train_quality"
     """Where traces and students go."""
     results_dir: Path | None = None
@@ -100,15 +106,17 @@ def expert_episode(env: Any, seed: int) -> Episode:
     return run_episode(env, load_policy("expert"), seed)
 
 
-def student_successes(student_dir: str | Path, env_id: str, seeds: list[int], max_steps: int = 0) -> int:
-    """Episodes the student solves, played by the real ``hf:`` policy (greedy) and
-    ``agent.episode.run_episode``, the same path ``agentkd eval`` takes."""
+def student_successes(student_dir: str | Path, env_id: str, seeds: list[int], max_steps: int = 0,
+                      loop_temperature: float = 0.0) -> int:
+    """Episodes the student solves, played by the real ``hf:`` policy (greedy; with loop
+    escape at ``loop_temperature`` > 0) and ``agent.episode.run_episode``, the same path
+    ``agentkd eval`` takes."""
     from agent.episode import run_episode
     from agent.policies import load_policy
 
     policy = load_policy(f"hf:{student_dir}", n_threads=torch.get_num_threads())
     env = envs.make(env_id, **({"max_steps": max_steps} if max_steps else {}))
-    return sum(run_episode(env, policy, seed).success for seed in seeds)
+    return sum(run_episode(env, policy, seed, loop_temperature=loop_temperature).success for seed in seeds)
 
 
 def _curve(student_dir: Path) -> list[dict[str, Any]]:
@@ -119,13 +127,15 @@ def _curve(student_dir: Path) -> list[dict[str, Any]]:
 
 
 def check(cfg: Config) -> None:
-    """The noise flags, checked before any collection or training runs."""
+    """The noise and loop-escape flags, checked before any collection or training runs."""
     if cfg.noise_episodes < 0:
         raise ValueError(f"--noise-episodes: expected 0 or more, got {cfg.noise_episodes}")
     if cfg.noise_episodes and not 0.0 < cfg.noise <= 1.0:  # NaN fails this too
         raise ValueError(f"--noise: expected a probability in (0, 1] with --noise-episodes, got {cfg.noise}")
     if cfg.noise_actions and not cfg.noise_episodes:
         raise ValueError("--noise-actions: has no effect without --noise-episodes N > 0")
+    if not cfg.loop_temperature >= 0.0:  # NaN fails this too
+        raise ValueError(f"--loop-temperature: expected 0 (off) or a temperature > 0, got {cfg.loop_temperature}")
 
 
 def main(cfg: Config) -> None:
@@ -134,7 +144,8 @@ def main(cfg: Config) -> None:
     from eval.metrics import wilson_interval
 
     console = Console()
-    table = Table("env", "expert", "student", "ratio", "train s", "steps s", "tok/s", "val acc")
+    table = Table("env", "expert", "student", "ratio", *(("loop escape", "ratio") if cfg.loop_temperature else ()),
+                  "train s", "steps s", "tok/s", "val acc")
     work = Path(cfg.workdir)
     for env_id in cfg.env_ids:
         at_start = stamp()
@@ -168,18 +179,22 @@ def main(cfg: Config) -> None:
         capped = envs.make(env_id, **({"max_steps": cfg.max_steps} if cfg.max_steps else {}))
         exp = sum(expert_episode(capped, s).success for s in test)
         stu = student_successes(best, env_id, test, cfg.max_steps)
+        esc = student_successes(best, env_id, test, cfg.max_steps, cfg.loop_temperature) if cfg.loop_temperature else None
         n = len(test)
         rec = {
             **at_start, "env_id": env_id, "config": {**dataclasses.asdict(cfg), "results_dir": None},
             "expert_success": exp / n, "student_success": stu / n,
             "student_ci95": wilson_interval(stu, n), "ratio": (stu / exp) if exp else None,
+            **({"loop_success": esc / n, "loop_ci95": wilson_interval(esc, n),
+                "loop_ratio": (esc / exp) if exp else None} if esc is not None else {}),
             "train_s": round(train_s, 1), "train_steps_s": round(steps_s, 1),
             "tokens_per_s": curve[-1].get("tokens_per_s"), "best_step": best_meta.get("step"),
             "val_action_acc": best_meta["metrics"].get("val_action_acc"), "curve": curve,
             "n_parameters": best_meta.get("n_parameters"),
         }
         append_result(RESULTS, rec, cfg.results_dir)
-        table.add_row(env_id, f"{exp}/{n}", f"{stu}/{n}", f"{rec['ratio']:.2f}" if exp else "-",
+        escaped = (f"{esc}/{n}", f"{esc / exp:.2f}" if exp else "-") if esc is not None else ()
+        table.add_row(env_id, f"{exp}/{n}", f"{stu}/{n}", f"{rec['ratio']:.2f}" if exp else "-", *escaped,
                       f"{train_s:.0f}", f"{steps_s:.0f}", f"{rec['tokens_per_s']:.0f}",
                       f"{rec['val_action_acc']}")
     console.print(table)

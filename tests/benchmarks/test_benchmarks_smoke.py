@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+import envs
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 pytestmark = pytest.mark.slow
@@ -140,10 +142,19 @@ def test_train_throughput(tmp_path: Path) -> None:
     assert line["presets"][0]["vs_first"] == 1.0
 
 
-def test_train_quality(tmp_path: Path) -> None:
+def test_train_quality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.episode
+
+    played, real = [], agent.episode.run_episode
+
+    def spy(env, policy, seed, **kw):  # noqa: ANN001, ANN202 - records how each episode was played
+        played.append((policy.spec.split(":")[0], seed, kw.get("loop_temperature", 0.0)))
+        return real(env, policy, seed, **kw)
+
+    monkeypatch.setattr(agent.episode, "run_episode", spy)
     m = _script("train_quality")
     m.main(m.Config(env_ids=("frozenlake-4x4",), student="nano", train_episodes=6, test_episodes=2,
-                    steps=4, eval_every=2, max_steps=8, noise_episodes=3, noise=0.5,
+                    steps=4, eval_every=2, max_steps=8, noise_episodes=3, noise=0.5, loop_temperature=1.0,
                     workdir=str(tmp_path / "work"), results_dir=tmp_path))
     # the student trained on the plain episodes and on the noisy ones, which hold states off
     # the expert's path: one line per labelled state, the executed episodes beside them
@@ -156,6 +167,12 @@ def test_train_quality(tmp_path: Path) -> None:
     line = _only_line(tmp_path, "train_quality")
     assert line["env_id"] == "frozenlake-4x4" and line["expert_success"] == 1.0
     assert line["student_success"] in (0.0, 0.5, 1.0) and line["student_ci95"][0] <= line["student_success"]
+    # the same seeds again with loop escape, recorded beside the greedy figure
+    assert line["loop_success"] in (0.0, 0.5, 1.0) and line["loop_ratio"] == line["loop_success"]
+    assert line["loop_ci95"][0] <= line["loop_success"] <= line["loop_ci95"][1]
+    test_seeds = envs.seeds("frozenlake-4x4", "test", 2)
+    assert [(seed, t) for who, seed, t in played if who == "hf"] == [(s, 0.0) for s in test_seeds] + [
+        (s, 1.0) for s in test_seeds]
     assert [p["step"] for p in line["curve"]] == [2, 4]
     assert 0 < line["train_steps_s"] <= line["train_s"] and line["tokens_per_s"] > 0
 
@@ -164,8 +181,10 @@ def test_train_quality(tmp_path: Path) -> None:
     ({"noise_episodes": -1}, "--noise-episodes: expected 0 or more, got -1"),
     ({"noise_episodes": 2, "noise": 0.0}, "--noise: expected a probability in (0, 1]"),
     ({"noise_actions": "left"}, "--noise-actions: has no effect without --noise-episodes"),
+    ({"loop_temperature": -1.0}, "--loop-temperature: expected 0 (off) or a temperature > 0, got -1.0"),
+    ({"loop_temperature": float("nan")}, "--loop-temperature: expected 0 (off) or a temperature > 0, got nan"),
 ])
-def test_train_quality_rejects_bad_noise_flags_before_any_work(tmp_path: Path, flags: dict, message: str) -> None:
+def test_train_quality_rejects_bad_flags_before_any_work(tmp_path: Path, flags: dict, message: str) -> None:
     m = _script("train_quality")
     with pytest.raises(ValueError, match=re.escape(message)):
         m.main(m.Config(env_ids=("frozenlake-4x4",), workdir=str(tmp_path / "work"), results_dir=tmp_path, **flags))
