@@ -179,7 +179,8 @@ def main(cfg: Config) -> None:
         capped = envs.make(env_id, **({"max_steps": cfg.max_steps} if cfg.max_steps else {}))
         exp = sum(expert_episode(capped, s).success for s in test)
         stu = student_successes(best, env_id, test, cfg.max_steps)
-        esc = student_successes(best, env_id, test, cfg.max_steps, cfg.loop_temperature) if cfg.loop_temperature else None
+        esc = (student_successes(best, env_id, test, cfg.max_steps, cfg.loop_temperature)
+               if cfg.loop_temperature else None)
         n = len(test)
         rec = {
             **at_start, "env_id": env_id, "config": {**dataclasses.asdict(cfg), "results_dir": None},
