@@ -19,7 +19,8 @@ Observation:
     would face ("To the left: red box.", "To the right: nothing."), and, for a mission about
     one object, that object named as its line and where the nearest one is, in view else
     remembered, as its line writes it ("Target: RedBalls: 2 ahead, 1 left."; "Target:
-    RedBalls: not seen."). What a go-to rationale reads comes last, next to the answer.
+    RedBalls: not seen.", "not seen, looked around." after three left turns in a row).
+    What a go-to rationale reads comes last, next to the answer.
     Usually under 700 characters.
 
 Actions:
@@ -78,7 +79,7 @@ from minigrid.envs.babyai.core.verifier import (
 from minigrid.utils.baby_ai_bot import BabyAIBot, DropSubgoal, GoNextToSubgoal
 
 from envs.babyai_goto import GoToExpert
-from envs.babyai_text import describe, explain, remember, visible_cells
+from envs.babyai_text import LOOK_AROUND, describe, explain, remember, visible_cells
 from envs.base import ExpertStep, TextEnv
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ You see a 7x7 area in front of you; walls and closed doors block the view. Posit
 relative to you: "2 ahead, 1 left" is two steps forward and one step to your left.
 "Known RedBalls: ..." lists the red balls you know, those in view first, nearest first,
 then those out of view that you saw before ("remembered"); "Target" names the mission's
-object the same way and says where the nearest one is.
+object the same way and says where the nearest one is ("not seen, looked around": not
+seen after turning all the way round).
 Objects: keys, balls and boxes (they block the way), and doors (open, closed or locked; a
 locked door opens with the key of its color).
 Actions:
@@ -272,7 +274,8 @@ class BabyAITextEnv(TextEnv):
         return float(reward), bool(terminated), ""
 
     def _render(self) -> str:
-        return describe(self.level, self.memory, self._view)
+        looked_around = self.applied[-LOOK_AROUND:] == ["turn left"] * LOOK_AROUND
+        return describe(self.level, self.memory, self._view, looked_around)
 
     def _success(self) -> bool:
         return self._success_flag

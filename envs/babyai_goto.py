@@ -14,7 +14,8 @@ student can learn every one of its decisions:
    takes the plain one (forward while the target is ahead, else a turn toward the target's
    side), else the turn toward the target's side, else forward, turn left, turn right.
 2. No such object known yet: turn left, up to three times in a row (a full look around).
-3. Still nothing after that: walk to the nearest state that faces a cell never seen.
+3. Still nothing after that (the Target line says ``not seen, looked around``): walk to the
+   nearest state that faces a cell never seen.
 
 Rationales copy the observation's ``Target`` line (the target's line name and its first
 entry, word for word), then say what is in front (``cell_word``: nothing, wall, target,
@@ -25,8 +26,9 @@ behind; ...``; when the plain action is a turn, ``...; in front: nothing; to the
 target: turn left.``, or ``...; to the left: blocked; go around: go forward.`` when another
 object is there; with the way ahead shut, ``...; in front: blocked; to the left: wall; to
 the right: nothing; go around: turn right.``; with no target known, ``BlueBalls: not seen:
-turn left.``, or ``BlueBalls: not seen, explore: go forward.`` Of two equally short ways
-around it turns toward the target's side (left when the target is straight ahead).
+turn left.``, or, after three left turns in a row (the Target line then says so), ``BlueBalls:
+not seen, looked around, explore: go forward.`` Of two equally short ways around it turns
+toward the target's side (left when the target is straight ahead).
 
 So the reading is a copy from a fixed place, the ``Target`` line, last in the
 observation, and the class of a cell whose line is named once (``In front``, ``To the
@@ -46,14 +48,13 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import (front_thing, remembered_objects, side_thing, target_reading, visible_cells,
-                              visible_objects)
+from envs.babyai_text import (LOOK_AROUND, front_thing, remembered_objects, side_thing, target_reading,
+                              visible_cells, visible_objects)
 from envs.base import ExpertStep
 
 #: minigrid's agent_dir (0 east, 1 south, 2 west, 3 north) as a step (dx, dy).
 _STEP = ((1, 0), (0, 1), (-1, 0), (0, -1))
 _ORDER = ("go forward", "turn left", "turn right")
-_SCAN_TURNS = 3
 
 State = tuple[int, int, int]
 
@@ -123,10 +124,10 @@ class GoToExpert:
         where, target = reading
         if target is not None:
             return self._go_to(where, *target[1:], view)
-        if env.applied[-_SCAN_TURNS:] != ["turn left"] * _SCAN_TURNS:
+        if env.applied[-LOOK_AROUND:] != ["turn left"] * LOOK_AROUND:
             return ExpertStep("turn left", f"{where}: turn left.")
-        action = self._explore(view)
-        return ExpertStep(action, f"{where}, explore: {action}.")
+        action = self._explore(view)  # the Target line says so too
+        return ExpertStep(action, f"{where}, looked around, explore: {action}.")
 
     # ----------------------------------------------------------------- planning
     def _state(self) -> State:

@@ -32,6 +32,9 @@ from minigrid.utils.baby_ai_bot import (
 
 #: minigrid's agent_dir (0..3) as a compass heading.
 HEADINGS = ("east", "south", "west", "north")
+#: Left turns in a row after which the agent has faced every way from its cell: the
+#: ``Target`` line then says ``not seen, looked around`` (``describe``).
+LOOK_AROUND = 3
 #: Cell types that are not worth mentioning as objects.
 _SCENERY = frozenset({"wall", "empty", "floor"})
 
@@ -265,7 +268,7 @@ def _near(env: Any, ahead: int, right: int) -> str | None:
 
 
 def describe(env: Any, memory: dict[Pos, str] | None = None,
-             view: dict[Pos, WorldObj | None] | None = None) -> str:
+             view: dict[Pos, WorldObj | None] | None = None, looked_around: bool = False) -> str:
     """The observation text of a BabyAI state (about 100-690 characters).
 
     Example::
@@ -289,7 +292,9 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     ``remembered``, where they are now relative to the agent, nearest first. ``Target``
     (missions about one object) names the mission's object as its line is named and says
     where the nearest one is, that line's first entry (``target_reading``), or ``not
-    seen``. "In front" names what blocks the cell ahead (an object, a wall) or says
+    seen``, and ``not seen, looked around`` once the agent has turned left ``LOOK_AROUND``
+    times in a row (``looked_around``: it has faced every way from where it stands, so
+    turning on finds nothing new). "In front" names what blocks the cell ahead (an object, a wall) or says
     ``nothing``; "To the left" and "To the right" say the same of the cells beside, the
     ones a turn would face. An object there that the mission means is named ``target, red
     ball``: whether a turn reaches the target or needs a way around is then one word at a
@@ -316,7 +321,8 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     lines += [f"To the {side}: {side_thing(env, side) or 'nothing'}." for side in ("left", "right")]
     target = target_reading(env, seen, remembered)
     if target is not None:
-        lines.append(f"Target: {target[0]}.")
+        looked = ", looked around" if looked_around and target[1] is None else ""
+        lines.append(f"Target: {target[0]}{looked}.")
     return "\n".join(lines)
 
 

@@ -98,7 +98,7 @@ def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
     assert read_out([], [], "Balls") == ("Balls: not seen", None)
     # On real episodes the reading follows from the observation text alone.
     env = envs.make("babyai-goto-local")
-    cases = {"see": 0, "remember": 0, "none": 0}
+    cases = {"see": 0, "remember": 0, "none": 0, "looked": 0}  # "looked": below, on seed 112
 
     def said_of(cell: str) -> str:  # a cell line's text as the rationale says it
         return cell_word(None if cell == "nothing" else cell)
@@ -119,6 +119,9 @@ def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
                 case, expected = "remember", f"{wanted}: {first}"
             else:
                 case, expected = "none", f"{wanted}: not seen"
+                if env.applied[-3:] == ["turn left"] * 3:  # a full turn round: the expert explores
+                    case, expected = "looked", f"{wanted}: not seen, looked around"
+                    assert step.rationale == f"{expected}, explore: {step.action}.", obs
             cases[case] += 1
             assert lines["Target"] == expected, obs  # the Target line is the reading, written out
             if "not seen" not in expected:
@@ -132,4 +135,24 @@ def test_goto_rationale_copies_the_target_line_and_its_first_entry() -> None:
             assert step.rationale.startswith(expected), (obs, step.rationale)
             obs, _, terminated, truncated, _ = env.step(step.action)
             done = terminated or truncated
-    assert min(cases.values()) > 0, cases  # every branch of the reading was checked
+    assert min(cases[k] for k in ("see", "remember", "none")) > 0, cases  # every branch of the reading
+
+
+def test_goto_target_line_says_when_the_agent_has_looked_around_and_the_expert_explores() -> None:
+    """Three left turns in a row with the target still unseen: the Target line says so, and
+    the expert's rationale copies it and explores; before that it turns left."""
+    env = envs.make("babyai-goto-local")
+    obs, _ = env.reset(seed=112)  # a train seed whose target is out of sight after a full turn round
+    done, looked = False, 0
+    while not done:
+        target = next(line for line in obs.splitlines() if line.startswith("Target: "))
+        step = env.expert().act()
+        round_done = env.applied[-3:] == ["turn left"] * 3 and "not seen" in target
+        assert target.endswith(", looked around.") == round_done, (env.applied[-3:], target)
+        if "not seen" in target:
+            said = target.removeprefix("Target: ").rstrip(".")
+            assert step.rationale == (f"{said}, explore: {step.action}." if round_done else f"{said}: turn left."), obs
+            looked += round_done
+        obs, _, terminated, truncated, _ = env.step(step.action)
+        done = terminated or truncated
+    assert looked >= 1
