@@ -34,6 +34,7 @@ from rich.table import Table
 
 import envs
 from agent.collect import CollectConfig, collect
+from agent.episode import check_loop_temperature
 from agent.noise import executed_path
 from agent.types import Episode
 from distill.student import read_meta
@@ -134,8 +135,7 @@ def check(cfg: Config) -> None:
         raise ValueError(f"--noise: expected a probability in (0, 1] with --noise-episodes, got {cfg.noise}")
     if cfg.noise_actions and not cfg.noise_episodes:
         raise ValueError("--noise-actions: has no effect without --noise-episodes N > 0")
-    if not cfg.loop_temperature >= 0.0:  # NaN fails this too
-        raise ValueError(f"--loop-temperature: expected 0 (off) or a temperature > 0, got {cfg.loop_temperature}")
+    check_loop_temperature(cfg.loop_temperature)  # the check agentkd eval makes
 
 
 def main(cfg: Config) -> None:

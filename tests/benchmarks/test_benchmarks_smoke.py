@@ -181,8 +181,9 @@ def test_train_quality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ({"noise_episodes": -1}, "--noise-episodes: expected 0 or more, got -1"),
     ({"noise_episodes": 2, "noise": 0.0}, "--noise: expected a probability in (0, 1]"),
     ({"noise_actions": "left"}, "--noise-actions: has no effect without --noise-episodes"),
-    ({"loop_temperature": -1.0}, "--loop-temperature: expected 0 (off) or a temperature > 0, got -1.0"),
-    ({"loop_temperature": float("nan")}, "--loop-temperature: expected 0 (off) or a temperature > 0, got nan"),
+    ({"loop_temperature": -1.0}, "--loop-temperature: expected a temperature >= 0 (0: off), got -1.0"),
+    ({"loop_temperature": float("nan")}, "--loop-temperature: expected a temperature >= 0 (0: off), got nan"),
+    ({"loop_temperature": float("inf")}, "--loop-temperature: expected a temperature >= 0 (0: off), got inf"),
 ])
 def test_train_quality_rejects_bad_flags_before_any_work(tmp_path: Path, flags: dict, message: str) -> None:
     m = _script("train_quality")
