@@ -194,7 +194,7 @@ def main(cfg: Config) -> None:
             "n_parameters": best_meta.get("n_parameters"),
         }
         append_result(RESULTS, rec, cfg.results_dir)
-        escaped = (f"{esc}/{n}", f"{esc / exp:.2f}" if exp else "-") if esc is not None else ()
+        escaped = (f"{esc}/{n}", f"{rec['loop_ratio']:.2f}" if exp else "-") if esc is not None else ()
         table.add_row(env_id, f"{exp}/{n}", f"{stu}/{n}", f"{rec['ratio']:.2f}" if exp else "-", *escaped,
                       f"{train_s:.0f}", f"{steps_s:.0f}", f"{rec['tokens_per_s']:.0f}",
                       f"{rec['val_action_acc']}")

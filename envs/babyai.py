@@ -79,7 +79,7 @@ from minigrid.envs.babyai.core.verifier import (
 from minigrid.utils.baby_ai_bot import BabyAIBot, DropSubgoal, GoNextToSubgoal
 
 from envs.babyai_goto import GoToExpert
-from envs.babyai_text import LOOK_AROUND, describe, explain, remember, visible_cells
+from envs.babyai_text import describe, explain, looked_around, remember, visible_cells
 from envs.base import ExpertStep, TextEnv
 
 logger = logging.getLogger(__name__)
@@ -274,8 +274,7 @@ class BabyAITextEnv(TextEnv):
         return float(reward), bool(terminated), ""
 
     def _render(self) -> str:
-        looked_around = self.applied[-LOOK_AROUND:] == ["turn left"] * LOOK_AROUND
-        return describe(self.level, self.memory, self._view, looked_around)
+        return describe(self.level, self.memory, self._view, looked_around(self.applied))
 
     def _success(self) -> bool:
         return self._success_flag

@@ -48,7 +48,7 @@ from typing import Any
 
 from minigrid.envs.babyai.core.verifier import GoToInstr
 
-from envs.babyai_text import (LOOK_AROUND, front_thing, remembered_objects, side_thing, target_reading,
+from envs.babyai_text import (front_thing, looked_around, remembered_objects, side_thing, target_reading,
                               visible_cells, visible_objects)
 from envs.base import ExpertStep
 
@@ -124,7 +124,7 @@ class GoToExpert:
         where, target = reading
         if target is not None:
             return self._go_to(where, *target[1:], view)
-        if env.applied[-LOOK_AROUND:] != ["turn left"] * LOOK_AROUND:
+        if not looked_around(env.applied):
             return ExpertStep("turn left", f"{where}: turn left.")
         action = self._explore(view)  # the Target line says so too
         return ExpertStep(action, f"{where}, looked around, explore: {action}.")

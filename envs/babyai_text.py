@@ -267,6 +267,13 @@ def _near(env: Any, ahead: int, right: int) -> str | None:
     return f"target, {name}" if desc is not None and fits(env, (name, ahead, right), desc) else name
 
 
+def looked_around(applied: list[str]) -> bool:
+    """Whether the last ``LOOK_AROUND`` actions (``applied``: the env's actions so far) were
+    all left turns: the agent has faced every way from its cell. The ``Target`` line says so
+    (``describe``) and the go-to expert then explores, from this one test."""
+    return applied[-LOOK_AROUND:] == ["turn left"] * LOOK_AROUND
+
+
 def describe(env: Any, memory: dict[Pos, str] | None = None,
              view: dict[Pos, WorldObj | None] | None = None, looked_around: bool = False) -> str:
     """The observation text of a BabyAI state (about 100-690 characters).
