@@ -275,7 +275,7 @@ def looked_around(applied: list[str]) -> bool:
 
 
 def describe(env: Any, memory: dict[Pos, str] | None = None,
-             view: dict[Pos, WorldObj | None] | None = None, looked_around: bool = False) -> str:
+             view: dict[Pos, WorldObj | None] | None = None, has_looked_around: bool = False) -> str:
     """The observation text of a BabyAI state (about 100-690 characters).
 
     Example::
@@ -300,8 +300,8 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     (missions about one object) names the mission's object as its line is named and says
     where the nearest one is, that line's first entry (``target_reading``), or ``not
     seen``, and ``not seen, looked around`` once the agent has turned left ``LOOK_AROUND``
-    times in a row (``looked_around``: it has faced every way from where it stands, so
-    turning on finds nothing new). "In front" names what blocks the cell ahead (an object, a wall) or says
+    times in a row (``has_looked_around``, which the env sets from ``looked_around``: it has
+    faced every way from where it stands, so turning on finds nothing new). "In front" names what blocks the cell ahead (an object, a wall) or says
     ``nothing``; "To the left" and "To the right" say the same of the cells beside, the
     ones a turn would face. An object there that the mission means is named ``target, red
     ball``: whether a turn reaches the target or needs a way around is then one word at a
@@ -328,7 +328,7 @@ def describe(env: Any, memory: dict[Pos, str] | None = None,
     lines += [f"To the {side}: {side_thing(env, side) or 'nothing'}." for side in ("left", "right")]
     target = target_reading(env, seen, remembered)
     if target is not None:
-        looked = ", looked around" if looked_around and target[1] is None else ""
+        looked = ", looked around" if has_looked_around and target[1] is None else ""
         lines.append(f"Target: {target[0]}{looked}.")
     return "\n".join(lines)
 
