@@ -62,7 +62,7 @@ class DaggerConfig:
     traces: str = ""
     """Extra trace files in every iteration's training data (e.g. the SFT data of --student PATH).
     Part of that data is enough, since the start has seen it all: the new labels are then a
-    larger share and each iteration reads less (BabyAI: 1,000 of 4,500 SFT episodes,
+    larger share and each iteration reads less (BabyAI: 1000 of 4500 SFT episodes,
     BENCHMARKS.md, Training quality)."""
     out: str = "runs/dagger"
     """Run directory (state, labels, students, evaluation, report)."""
