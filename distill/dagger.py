@@ -27,8 +27,8 @@ checkpoint directory that checkpoint is the start. Iteration i = 1..N:
 ``OUT/state.json`` records each finished phase; every phase also resumes by itself
 (episodes on disk are skipped, training continues from ``last/``, evaluation records are
 reused), so re-running an interrupted command continues in the iteration it was in.
-``OUT/report.json``, ``report.md`` and ``report.png``: the teacher, the SFT-only student
-and every iteration on the same test seeds.
+``OUT/report.json``, ``report.md`` and ``report.png`` (``distill.dagger_report``): the teacher,
+the SFT-only student and every iteration on the same test seeds.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.types import Episode, Sampling
+from distill.dagger_report import build_report, report_table, write_markdown
 from distill.relabel import LabelCache, Relabeler, Rollout, episode_rng, labelled_state, rollout
 
 log = logging.getLogger(__name__)
@@ -202,9 +203,9 @@ def dagger(cfg: DaggerConfig, *, teacher_factory: Any = None) -> dict[str, Any]:
         rows.append(row)
     teacher = phase("teacher:eval", lambda: _success(cfg, relabeler.policy.spec, env_ids, out))
     relabeler.cache.close()
-    report = _report(cfg, rows, teacher, relabeler)
+    report = build_report(dataclasses.asdict(cfg), rows, teacher, relabeler.policy.spec, len(relabeler.cache))
     write_json_atomic(out / "report.json", report)
-    _write_markdown(report, out)
+    write_markdown(report, out)
     return report
 
 
@@ -396,57 +397,6 @@ def _success(cfg: DaggerConfig, spec: str, env_ids: list[str], out: Path) -> dic
     return {"success": ok / max(1, n), "ci95": list(wilson_interval(ok, n)), "n": n, "per_env": per_env}
 
 
-def _report(cfg: DaggerConfig, rows: list[dict[str, Any]], teacher: dict[str, Any],
-            relabeler: Relabeler) -> dict[str, Any]:
-    s0, st = rows[0]["success"], teacher["success"]
-    for r in rows:
-        r["gap_closed"] = (r["success"] - s0) / (st - s0) if st > s0 else None
-    return {"config": dataclasses.asdict(cfg), "teacher": {"spec": relabeler.policy.spec, **teacher},
-            "iterations": rows, "label_cache_entries": len(relabeler.cache)}
-
-
-def report_table(report: dict[str, Any]) -> str:
-    """The report as a markdown table: teacher, SFT start, every iteration."""
-    lines = ["| policy | beta | success | 95% CI | gap closed | labelled states |", "|---|---|---|---|---|---|"]
-    t = report["teacher"]
-    lines.append(f"| teacher {t['spec']} | | {t['success']:.1%} | {t['ci95'][0]:.2f}-{t['ci95'][1]:.2f} | | |")
-    for r in report["iterations"]:
-        name = "SFT start" if r["iteration"] == 0 else f"DAgger iteration {r['iteration']}"
-        gap = "" if r.get("gap_closed") is None else f"{r['gap_closed']:.0%}"
-        lines.append(f"| {name} | {r['beta']:.3g} | {r['success']:.1%} | {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f} "
-                     f"| {gap} | {r['states_total']} |")
-    return "\n".join(lines)
-
-
-def _write_markdown(report: dict[str, Any], out: Path) -> None:
-    import os
-
-    cfg = report["config"]
-    text = (f"# DAgger on {cfg['env']} (teacher {cfg['teacher']}, student {cfg['student']})\n\n"
-            f"Success on {report['iterations'][0]['n']} held-out test episodes.\n\n{report_table(report)}\n")
-    tmp = out / "report.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out / "report.md")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    xs = [r["iteration"] for r in report["iterations"]]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(xs, [r["success"] for r in report["iterations"]], "o-", label="student")
-    ax.fill_between(xs, [r["ci95"][0] for r in report["iterations"]],
-                    [r["ci95"][1] for r in report["iterations"]], alpha=0.2)
-    ax.axhline(report["teacher"]["success"], color="k", ls="--", label="teacher")
-    ax.set(xlabel="DAgger iteration (0: SFT only)", ylabel="test success", ylim=(-0.02, 1.02), xticks=xs)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out / "report.png", dpi=100)
-    plt.close(fig)
-
-
 def cli(argv: list[str]) -> int:
     """``agentkd dagger``: parse DaggerConfig and run it."""
     import tyro
@@ -467,4 +417,4 @@ def cli(argv: list[str]) -> int:
 
 
 __all__ = ["DaggerConfig", "Rollout", "beta_schedule", "cli", "dagger", "episode_rng", "labelled_state",
-           "rollout", "LabelCache", "Relabeler"]
+           "report_table", "rollout", "LabelCache", "Relabeler"]
