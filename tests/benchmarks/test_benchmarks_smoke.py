@@ -205,3 +205,37 @@ def test_student_states(workdir: Path, tmp_path: Path) -> None:
     assert set(line["by_action"]) <= {"left", "down", "right", "up"}
     for g in line["by_action"].values():
         assert 0 <= g["rationale_right"] <= g["states"] and 0 <= g["action_right"] <= g["states"]
+
+
+def _answer_state(seed: int) -> tuple[str, str, list[str]]:
+    """The observation and the expert's answer at the last step of a tools-chain episode, and its names."""
+    env = envs.make("tools-chain")
+    obs, _ = env.reset(seed=seed)
+    expert = env.unwrapped.expert()
+    while not (step := expert.act()).action.startswith('{"answer"'):
+        obs = env.step(step.action)[0]
+    return obs, step.action, env.unwrapped.invented_names()
+
+
+def test_tool_references(tmp_path: Path) -> None:
+    m = _script("tool_references")
+    # hide, then show: the env's names, dates and numbers come back as they were
+    for seed in (0, 4):  # revenue per employee (numbers); the country of a person's city (names)
+        obs, answer, names = _answer_state(seed)
+        for results in (False, True):
+            refs = m.References(obs, names, results)
+            hidden = refs.hide(obs)
+            assert re.search(r"\bE1\b", hidden) and not any(n in hidden for n in names)
+            assert refs.show(hidden) == obs and refs.show(refs.hide(answer)) == answer
+            if results or seed == 0:  # a number, or a country: a result no reference names without results
+                assert re.fullmatch(r'\{"answer": "?[NR]\d+"?\}', refs.hide(answer)), refs.hide(answer)
+            for number in re.findall(r"(?<![\w.])\d+(?!\w|\.)", obs):  # a number by its value
+                assert refs.hide(f"{number}.0") == refs.hide(number) != number
+    line = m.main(m.Config(workdir=str(tmp_path / "work"), episodes=6, student="nano", steps=2, batch_size=4,
+                           mixed_precision="no", test_episodes=2, max_tokens=16, results_dir=tmp_path))
+    assert _only_line(tmp_path, "tool_references")["success"] == line["success"]
+    train, test_only = line["train_templates"], line["test_only_templates"]
+    assert train[1] + test_only[1] == 2 and line["success"] == train[0] + test_only[0]
+    assert line["invalid_steps"][0] <= line["invalid_steps"][1]
+    with pytest.raises(SystemExit, match="tool-use env"):
+        m.main(m.Config(workdir=str(tmp_path / "x"), env_id="taxi", results_dir=tmp_path))
