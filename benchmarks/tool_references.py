@@ -27,7 +27,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tyro
 
@@ -101,13 +101,18 @@ class ReferencePolicy:
 
 
 def hide_traces(src: Path, dst: Path, results: bool) -> int:
-    """``src`` with every step's observation, rationale, action and raw text hidden."""
+    """``src`` with every step's observation, rationale, action and raw text hidden, written
+    to ``dst`` through a temp file (a killed run leaves no partial ``dst`` to be reused)."""
+    import os
+
     import envs
     from distill.traces import TraceWriter, iter_traces
 
     made: dict[str, Any] = {}
     n = 0
-    with TraceWriter(dst) as w:
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    with TraceWriter(tmp) as w:
         for e in iter_traces(src):
             env = made.setdefault(e.env_id, envs.make(e.env_id, **e.env_options))
             env.reset(seed=e.seed)
@@ -118,6 +123,7 @@ def hide_traces(src: Path, dst: Path, results: bool) -> int:
                     refs.hide(s.observation), refs.hide(s.rationale), refs.hide(s.action), refs.hide(s.raw))
             w.write(e)
             n += 1
+    os.replace(tmp, dst)
     return n
 
 
@@ -149,7 +155,7 @@ class Config:
     """Training batch size."""
     lr: float = 2e-3
     """Peak learning rate."""
-    mixed_precision: str = "bf16"
+    mixed_precision: Literal["no", "bf16"] = "bf16"
     """``agentkd train --mixed-precision`` (no | bf16)."""
     hide_results: bool = False
     """Also hide every tool result that is not a name, date or number (``R1``, ...)."""
@@ -171,9 +177,10 @@ def main(cfg: Config) -> dict[str, Any]:
     from agent.episode import run_episode
     from agent.policies import load_policy
     from agent.types import Sampling
-    from distill.train import train
-    from envs.tools.env import ToolTaskEnv
+    from distill.traces import TraceWriter
+    from distill.train import STATE_FILE, train
     from distill.train_config import TrainConfig
+    from envs.tools.env import ToolTaskEnv
     from eval.metrics import wilson_interval
 
     if cfg.episodes < 1 or cfg.steps < 1 or cfg.test_episodes < 1:
@@ -185,8 +192,7 @@ def main(cfg: Config) -> dict[str, Any]:
     work = Path(cfg.workdir)
     work.mkdir(parents=True, exist_ok=True)
     traces = work / f"{cfg.env_id}-{cfg.episodes}.jsonl"
-    if not traces.is_file():
-        collect(CollectConfig(env=cfg.env_id, episodes=cfg.episodes, out=str(traces), progress=False))
+    collect(CollectConfig(env=cfg.env_id, episodes=cfg.episodes, out=str(traces), progress=False))  # resumes
     tag = f"{cfg.env_id}-{cfg.episodes}-{'results' if cfg.hide_results else 'names'}"
     hidden = work / f"{tag}-hidden.jsonl"
     if not hidden.is_file():
@@ -194,24 +200,27 @@ def main(cfg: Config) -> dict[str, Any]:
     out = work / f"{tag}-{cfg.student}-{cfg.steps}x{cfg.batch_size}-s{cfg.seed}"
     best = out / "best"
     if not (best / "config.json").is_file():
+        # best/ is written by the one validation, at the end: without it, (re)start or resume
         best = Path(train(TrainConfig(traces=str(hidden), student=cfg.student, out=str(out), steps=cfg.steps,
                                       batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.steps,
-                                      val_greedy_max=64, mixed_precision=cfg.mixed_precision,  # type: ignore[arg-type]
-                                      seed=cfg.seed, progress=False)))
-    logged = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()] if (out / "log.jsonl").is_file() else []
+                                      val_greedy_max=64, mixed_precision=cfg.mixed_precision, seed=cfg.seed,
+                                      resume=(out / "last" / STATE_FILE).is_file(), progress=False)))
+    log_path = out / "log.jsonl"
+    logged = [json.loads(x) for x in log_path.read_text().splitlines()] if log_path.is_file() else []
     log = next((x for x in reversed(logged) if "val_loss" in x), {})
     policy = ReferencePolicy(load_policy(f"hf:{best}", sampling=Sampling(max_tokens=cfg.max_tokens)),
                              cfg.hide_results)
     env = envs.make(cfg.env_id)
     split: Counter[tuple[bool, bool]] = Counter()
     invalid = steps = 0
-    with open(out / "episodes.jsonl", "w", encoding="utf-8") as f:
+    (out / "episodes.jsonl").unlink(missing_ok=True)
+    with TraceWriter(out / "episodes.jsonl") as w:
         for seed in envs.seeds(cfg.env_id, "test", cfg.test_episodes):
             ep = run_episode(env, policy, seed)
             split[(test_only(env.unwrapped), ep.success)] += 1
             steps += len(ep.steps)
             invalid += sum(not s.valid for s in ep.steps)
-            f.write(json.dumps(dataclasses.asdict(ep)) + "\n")
+            w.write(ep)
     ok = split[(False, True)] + split[(True, True)]
     line = {**at_start, "config": {**dataclasses.asdict(cfg), "results_dir": None}, "student_dir": str(best),
             "val": {k: log.get(k) for k in ("val_loss", "val_action_acc", "tokens")},

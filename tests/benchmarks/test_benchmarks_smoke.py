@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import envs
+from distill.traces import read_traces
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -231,8 +232,21 @@ def test_tool_references(tmp_path: Path) -> None:
                 assert re.fullmatch(r'\{"answer": "?[NR]\d+"?\}', refs.hide(answer)), refs.hide(answer)
             for number in re.findall(r"(?<![\w.])\d+(?!\w|\.)", obs):  # a number by its value
                 assert refs.hide(f"{number}.0") == refs.hide(number) != number
+    # held-out phrasings: never on a train seed, on some test seeds
+    env = envs.make("tools-chain")
+
+    def held_out(split: str) -> list[bool]:
+        return [env.reset(seed=sd) and m.test_only(env.unwrapped) for sd in envs.seeds("tools-chain", split, 40)]
+
+    assert not any(held_out("train")) and 0 < sum(held_out("test")) < 40
     line = m.main(m.Config(workdir=str(tmp_path / "work"), episodes=6, student="nano", steps=2, batch_size=4,
                            mixed_precision="no", test_episodes=2, max_tokens=16, results_dir=tmp_path))
+    hidden = sorted((tmp_path / "work").glob("*-hidden.jsonl*"))
+    assert [h.name for h in hidden] == ["tools-chain-6-names-hidden.jsonl"]  # renamed into place, no temp left
+    source = read_traces(tmp_path / "work" / "tools-chain-6.jsonl")
+    assert len(read_traces(hidden[0])) == len(source) == 6
+    first = read_traces(hidden[0])[0].steps[0].observation
+    assert re.search(r"\bE1\b", first) and first != source[0].steps[0].observation
     assert _only_line(tmp_path, "tool_references")["success"] == line["success"]
     train, test_only = line["train_templates"], line["test_only_templates"]
     assert train[1] + test_only[1] == 2 and line["success"] == train[0] + test_only[0]
